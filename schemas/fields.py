@@ -1,0 +1,168 @@
+"""Fields that parse JSON numbers and arrays strictly, in one NumPy call.
+
+marshmallow's own Float accepts strings ("3.5", " 2 ", "1_000") and
+np.asarray turns true into 1.0 and null into nan.  Neither is acceptable
+at this boundary: a number must be a JSON number.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable
+from itertools import chain
+from typing import Any
+
+import numpy as np
+from marshmallow import ValidationError, fields, validate
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a decoded value, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def shape_text(shape: Iterable[int]) -> str:
+    """(3,) and (4, 1), the way NumPy prints shapes."""
+    shape = tuple(shape)
+    return f"({shape[0]},)" if len(shape) == 1 else "(" + ", ".join(map(str, shape)) + ")"
+
+
+class Number(fields.Float):
+    """A finite JSON number; strings, booleans and null are refused."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValidationError(f"expected a JSON number, got {json_type(value)}.")
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValidationError("expected a finite number.")
+        return number
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else float(value)
+
+
+def _first_defect(value: Any, ndim: int, path: str = "") -> str | None:
+    """Walk a nested list to say what is wrong with it and where (error path only)."""
+    if ndim == 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"element {path} is {json_type(value)}; every element must be a JSON number."
+        return None
+    if not isinstance(value, list):
+        return f"element {path} is {json_type(value)} where a list was expected."
+    for i, item in enumerate(value):
+        defect = _first_defect(item, ndim - 1, f"{path}[{i}]")
+        if defect:
+            return defect
+    return None
+
+
+def _ragged_defect(value: list) -> str:
+    """Say where a nested list stops being rectangular (error path only)."""
+    is_list = [isinstance(item, list) for item in value]
+    for i, item in enumerate(value):
+        if is_list[i] != is_list[0]:
+            return (
+                f"element [{i}] is {json_type(item)} but element [0] is "
+                f"{json_type(value[0])}; an array cannot mix numbers and lists."
+            )
+    if all(is_list):
+        for i, row in enumerate(value):
+            if len(row) != len(value[0]):
+                return (
+                    f"the rows have different lengths (ragged): row 0 has {len(value[0])} "
+                    f"elements, row {i} has {len(row)}; every row must have the same length."
+                )
+    return "the nested lists are ragged: every row must have the same length and depth."
+
+
+class Array(fields.Field):
+    """A JSON array of numbers parsed into a float64 ndarray.
+
+    ``ndims`` lists the accepted numbers of dimensions (0 is a bare number).
+    The conversion is one np.array call; the only per-element Python work is
+    a C-level ``map(type, ...)`` that catches booleans, which NumPy would
+    silently turn into 0 and 1.  Shape rules that depend on other fields
+    (bias shapes, layer chaining) live in the schemas, not here.
+    """
+
+    def __init__(self, ndims: tuple[int, ...] = (2,), **kwargs):
+        super().__init__(**kwargs)
+        self.ndims = ndims
+
+    def _expected(self) -> str:
+        names = {0: "a number", 1: "a list of numbers", 2: "a list of lists of numbers"}
+        return " or ".join(names[n] for n in self.ndims)
+
+    def _deserialize(self, value, attr, data, **kwargs) -> np.ndarray:
+        if not isinstance(value, list) and not (0 in self.ndims and _is_number(value)):
+            raise ValidationError(f"expected {self._expected()}, got {json_type(value)}.")
+        try:
+            array = np.array(value)
+        except ValueError:
+            raise ValidationError(_ragged_defect(value)) from None
+        if array.ndim not in self.ndims:
+            raise ValidationError(
+                f"expected {self._expected()}, got a {array.ndim}-D array of shape "
+                f"{shape_text(array.shape)}."
+            )
+        if array.dtype.kind not in "iuf" or _holds_a_boolean(value, array.ndim):
+            raise ValidationError(
+                _first_defect(value, array.ndim) or "every element must be a JSON number."
+            )
+        if array.size == 0:
+            raise ValidationError(f"the array is empty (shape {shape_text(array.shape)}).")
+        array = array.astype(np.float64, copy=False)
+        if not np.isfinite(array).all():
+            raise ValidationError("every element must be a finite number.")
+        return array
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        value = np.asarray(value, dtype=np.float64)
+        # orjson serialises C-contiguous ndarrays natively; a bare number stays a number.
+        return float(value) if value.ndim == 0 else np.ascontiguousarray(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _holds_a_boolean(value: Any, ndim: int) -> bool:
+    if ndim == 0:
+        return isinstance(value, bool)
+    flat = value
+    for _ in range(ndim - 1):
+        flat = chain.from_iterable(flat)
+    return bool in set(map(type, flat))
+
+
+class Choice(validate.Validator):
+    """One of a fixed set of names, with a did-you-mean suggestion."""
+
+    def __init__(self, choices: Iterable[str], what: str):
+        self.choices = tuple(choices)
+        self.what = what
+
+    def __call__(self, value: str) -> str:
+        if value not in self.choices:
+            close = difflib.get_close_matches(value, self.choices, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValidationError(
+                f"unknown {self.what} {value!r}; expected one of {', '.join(self.choices)}.{hint}"
+            )
+        return value

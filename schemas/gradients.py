@@ -1,0 +1,318 @@
+"""POST /v1/gradients: the request, its shape rules, and the response.
+
+The request schema parses once, checks every cross-field shape rule with a
+message a student can act on, and loads into a ``GradientsRequest`` that
+holds the canonical ``core.Problem`` and what is needed to answer in the
+client's own shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
+
+from service.core import ACTIVATIONS, ALIASES, LOSSES, REDUCTIONS, Gradients, Layer, Problem
+
+from .base import StrictSchema
+from .conventions import CONVENTIONS, Convention
+from .fields import Array, Choice, Number, shape_text
+
+INCLUDABLE = ("z", "a", "dz")
+ACTIVATION_NAMES = (*ACTIVATIONS, *ALIASES)
+#: probability targets for cross_entropy must sum to 1 within this
+PROBABILITY_TOLERANCE = 1e-6
+
+
+class LayerSchema(StrictSchema):
+    weights = Array(
+        ndims=(2,),
+        required=True,
+        metadata={
+            "description": (
+                "2-D: (n_in, n_out) in the numpy convention, (n_out, n_in) in torch and columns."
+            )
+        },
+    )
+    biases = Array(
+        ndims=(1, 2),
+        required=True,
+        metadata={
+            "description": ("(n_out,) or (1, n_out) in numpy and torch; (n_out, 1) in columns.")
+        },
+    )
+    activation = fields.String(
+        required=True,
+        validate=Choice(ACTIVATION_NAMES, "activation"),
+        metadata={"enum": list(ACTIVATION_NAMES)},
+    )
+
+
+@dataclass(frozen=True)
+class GradientsRequest:
+    """A validated request: the canonical problem and how to answer in the client's shapes."""
+
+    problem: Problem
+    convention: Convention
+    bias_shapes: tuple[tuple[int, ...], ...]
+    include: tuple[str, ...]
+    learning_rate: float | None
+
+    def present(self, result: Gradients) -> dict:
+        """The core's canonical result, back in the client's convention and shapes."""
+        c = self.convention
+        layers = []
+        for out, bias_shape in zip(result.layers, self.bias_shapes):
+            entry = {name: c.data(getattr(out, name)) for name in self.include}
+            entry["dW"] = c.weights(out.dW)
+            entry["db"] = out.db.reshape(bias_shape)
+            layers.append(entry)
+        answer = {"loss": result.loss, "layers": layers}
+        if self.learning_rate is not None:
+            lr = self.learning_rate
+            answer["updated_layers"] = [
+                {
+                    "weights": c.weights(layer.weights - lr * out.dW),
+                    "biases": (layer.biases - lr * out.db).reshape(bias_shape),
+                }
+                for layer, out, bias_shape in zip(
+                    self.problem.layers, result.layers, self.bias_shapes
+                )
+            ]
+        return answer
+
+
+class GradientsRequestSchema(StrictSchema):
+    inputs = Array(
+        ndims=(1, 2),
+        required=True,
+        metadata={"description": ("(batch, n_in) in numpy and torch; (n_in, batch) in columns.")},
+    )
+    targets = Array(
+        ndims=(1, 2),
+        required=True,
+        metadata={"description": ("(batch, n_out) in numpy and torch; (n_out, batch) in columns.")},
+    )
+    layers = fields.List(
+        fields.Nested(LayerSchema),
+        required=True,
+        validate=validate.Length(min=1, error="at least one layer is needed."),
+    )
+    loss = fields.String(
+        required=True, validate=Choice(LOSSES, "loss"), metadata={"enum": list(LOSSES)}
+    )
+    reduction = fields.String(
+        load_default="mean",
+        validate=Choice(REDUCTIONS, "reduction"),
+        metadata={"enum": list(REDUCTIONS)},
+    )
+    convention = fields.String(
+        load_default="numpy",
+        validate=Choice(CONVENTIONS, "convention"),
+        metadata={"enum": list(CONVENTIONS)},
+    )
+    l2 = Number(
+        load_default=0.0,
+        validate=validate.Range(min=0, error="must not be negative (got {input})."),
+    )
+    learning_rate = Number(
+        load_default=None,
+        validate=validate.Range(
+            min=0, min_inclusive=False, error="must be greater than 0 (got {input})."
+        ),
+    )
+    include = fields.List(
+        fields.String(validate=Choice(INCLUDABLE, "array")),
+        load_default=lambda: ["a"],
+        metadata={"description": "per-layer arrays to return besides dW and db"},
+    )
+
+    @validates_schema(skip_on_field_errors=True)
+    def _check_shapes(self, data, **kwargs):
+        errors = _shape_errors(data)
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def _to_request(self, data, **kwargs) -> GradientsRequest:
+        c = CONVENTIONS[data["convention"]]
+        return GradientsRequest(
+            problem=Problem(
+                inputs=c.data(data["inputs"]),
+                targets=c.data(data["targets"]),
+                layers=tuple(
+                    Layer(
+                        weights=c.weights(layer["weights"]),
+                        biases=layer["biases"].reshape(-1),
+                        activation=layer["activation"],
+                    )
+                    for layer in data["layers"]
+                ),
+                loss=data["loss"],
+                reduction=data["reduction"],
+                l2=data["l2"],
+            ),
+            convention=c,
+            bias_shapes=tuple(layer["biases"].shape for layer in data["layers"]),
+            include=tuple(dict.fromkeys(data["include"])),
+            learning_rate=data["learning_rate"],
+        )
+
+
+def _shape_errors(data: dict) -> dict:
+    """Every cross-field rule, collected so the client sees all of them at once."""
+    c: Convention = CONVENTIONS[data["convention"]]
+    errors: dict = {}
+
+    inputs = data["inputs"]
+    if inputs.ndim == 1:
+        k = inputs.shape[0]
+        one_sample = f"[[x1, ..., x{k}]]" if not c.samples_are_columns else "[[x1], ..., [xk]]"
+        errors["inputs"] = [
+            f"got a 1-D array of shape ({k},), expected 2-D "
+            f"{shape_text(c.data_shape('batch', 'n_in'))} in the {c.name!r} convention. "
+            f"One sample of {k} features is {one_sample}, shape "
+            f"{shape_text(c.data_shape(1, k))}."
+        ]
+        return errors
+    batch, width = c.batch_and_units(inputs.shape)
+    source = f"the inputs have {width} features"
+
+    layer_errors: dict = {}
+    for i, layer in enumerate(data["layers"]):
+        weights, biases = layer["weights"], layer["biases"]
+        n_in, n_out = c.fan_in_and_out(weights.shape)
+        if n_in != width:
+            layer_errors[i] = {"weights": [_chaining_message(c, weights.shape, width, source)]}
+            break  # later layers cannot be checked against a broken chain
+        problem = c.bias_problem(biases.shape, n_out, batch)
+        if problem:
+            layer_errors[i] = {"biases": [problem]}
+        width, source = n_out, f"layer {i} has {n_out} units"
+    if layer_errors:
+        errors["layers"] = layer_errors
+        return errors
+
+    errors.update(_target_errors(c, data, batch, width))
+    errors.update(_loss_errors(data))
+    return errors
+
+
+def _chaining_message(c: Convention, shape: tuple, width: int, source: str) -> str:
+    expected = shape_text(c.weights_shape(width, "n_out"))
+    message = (
+        f"got shape {shape_text(shape)}, but {source}, so the weights must be {expected} "
+        f"in the {c.name!r} convention (z = {c.formula})."
+    )
+    rows_first = c.weights_shape(width, 0)[0] == width
+    if (shape[1] if rows_first else shape[0]) == width:
+        others = [
+            name for name, o in CONVENTIONS.items() if o.weights_out_by_in != c.weights_out_by_in
+        ]
+        message += (
+            f' These weights look transposed: transpose them, or set "convention" to '
+            f"{' or '.join(repr(o) for o in others)} if that is the layout you use."
+        )
+    return message
+
+
+def _target_errors(c: Convention, data: dict, batch: int, n_out: int) -> dict:
+    targets = data["targets"]
+    expected = c.data_shape(batch, n_out)
+    if targets.ndim == 1:
+        message = (
+            f"got a 1-D array of shape {shape_text(targets.shape)}, expected 2-D "
+            f"{shape_text(expected)} (batch {batch}, {n_out} output unit(s))."
+        )
+        if not c.samples_are_columns:
+            message += _broadcast_trap(targets.shape[0], batch, n_out)
+        else:
+            message += " Send one row per output unit, for example [[y1, y2, ...]] for one output."
+        return {"targets": [message]}
+    if targets.shape != expected:
+        message = (
+            f"got shape {shape_text(targets.shape)}, expected {shape_text(expected)}: "
+            f"batch {batch} (from the inputs) and {n_out} output unit(s) (from the last layer)."
+        )
+        if targets.shape == expected[::-1]:
+            message += " The targets look transposed."
+        return {"targets": [message]}
+    return {}
+
+
+def _broadcast_trap(k: int, batch: int, n_out: int) -> str:
+    """What y - a would have done with a flat (k,) target against (batch, n_out) predictions."""
+    try:
+        result = np.broadcast_shapes((k,), (batch, n_out))
+    except ValueError:
+        effect = "NumPy would fail to broadcast them"
+    else:
+        effect = f"NumPy silently makes y - a a {shape_text(result)} matrix"
+        if n_out == 1 and k == batch and batch > 1:
+            effect += ", every prediction compared with every target"
+    return (
+        f" This is the (batch,) versus (batch, 1) trap: with a ({k},) target and "
+        f"({batch}, {n_out}) predictions, {effect}. Send one row per sample, for example "
+        "[[y1], [y2], ...] for one output unit."
+    )
+
+
+def _loss_errors(data: dict) -> dict:
+    loss = LOSSES[data["loss"]]
+    last = len(data["layers"]) - 1
+    activation = ALIASES.get(data["layers"][last]["activation"], data["layers"][last]["activation"])
+    if loss.requires_activation and activation != loss.requires_activation:
+        return {
+            "loss": [
+                f"{loss.name} needs a {loss.requires_activation} output layer, but layer {last}'s "
+                f"activation is {activation!r}. Set layers.{last}.activation to "
+                f"{loss.requires_activation!r}, or choose another loss (mse, half_mse)."
+            ]
+        }
+    c = CONVENTIONS[data["convention"]]
+    targets = c.data(data["targets"])
+    if loss.name == "bce" and ((targets < 0) | (targets > 1)).any():
+        bad = float(targets[(targets < 0) | (targets > 1)][0])
+        return {"targets": [f"bce needs targets in [0, 1]; found {bad:g}."]}
+    if loss.name == "cross_entropy":
+        if (targets < 0).any():
+            return {
+                "targets": [
+                    f"cross_entropy needs probability targets; found the negative value "
+                    f"{float(targets[targets < 0][0]):g}."
+                ]
+            }
+        sums = targets.sum(axis=1)
+        off = np.flatnonzero(np.abs(sums - 1.0) > PROBABILITY_TOLERANCE)
+        if off.size:
+            axis = "column" if c.samples_are_columns else "row"
+            return {
+                "targets": [
+                    f"cross_entropy needs each sample's targets to sum to 1 (one-hot or "
+                    f"probabilities); sample {off[0]} ({axis} {off[0]}) sums to "
+                    f"{sums[off[0]]:.10g}."
+                ]
+            }
+    return {}
+
+
+class LayerGradientsSchema(StrictSchema):
+    z = Array(ndims=(2,), metadata={"description": "pre-activation, when included"})
+    a = Array(ndims=(2,), metadata={"description": "activation (included by default)"})
+    dz = Array(ndims=(2,), metadata={"description": "dL/dz, when included"})
+    dW = Array(
+        ndims=(2,), required=True, metadata={"description": "in the client's weights layout"}
+    )
+    db = Array(ndims=(1, 2), required=True, metadata={"description": "in the client's bias shape"})
+
+
+class UpdatedLayerSchema(StrictSchema):
+    weights = Array(ndims=(2,), required=True)
+    biases = Array(ndims=(1, 2), required=True)
+
+
+class GradientsResponseSchema(StrictSchema):
+    loss = Number(required=True)
+    layers = fields.List(fields.Nested(LayerGradientsSchema), required=True)
+    updated_layers = fields.List(fields.Nested(UpdatedLayerSchema))

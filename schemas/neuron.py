@@ -1,0 +1,82 @@
+"""POST /v1/neuron: one neuron, every chain-rule term of dL/db."""
+
+from __future__ import annotations
+
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
+
+from service.core import ALIASES, ELEMENTWISE, LOSSES, NeuronProblem
+
+from .base import StrictSchema
+from .fields import Array, Choice, Number, shape_text
+
+NEURON_ACTIVATIONS = (*ELEMENTWISE, *ALIASES)
+NEURON_LOSSES = tuple(name for name, loss in LOSSES.items() if loss.mean_over_elements)
+
+
+class NeuronRequestSchema(StrictSchema):
+    x = Array(ndims=(0, 1), required=True, metadata={"description": "a number or a list"})
+    w = Array(ndims=(0, 1), required=True, metadata={"description": "same shape as x"})
+    b = Number(required=True)
+    y = Number(required=True)
+    activation = fields.String(
+        required=True,
+        validate=Choice(NEURON_ACTIVATIONS, "activation"),
+        metadata={"enum": list(NEURON_ACTIVATIONS)},
+    )
+    loss = fields.String(
+        required=True,
+        validate=Choice(NEURON_LOSSES, "loss"),
+        metadata={"enum": list(NEURON_LOSSES)},
+    )
+    learning_rate = Number(
+        load_default=0.1,
+        validate=validate.Range(
+            min=0, min_inclusive=False, error="must be greater than 0 (got {input})."
+        ),
+    )
+
+    @validates_schema(skip_on_field_errors=True)
+    def _check(self, data, **kwargs):
+        if data["x"].shape != data["w"].shape:
+            raise ValidationError(
+                {
+                    "w": [
+                        f"got shape {shape_text(data['w'].shape)}, expected "
+                        f"{shape_text(data['x'].shape)}, the shape of x: one weight per input."
+                    ]
+                }
+            )
+        activation = ALIASES.get(data["activation"], data["activation"])
+        if data["loss"] == "bce":
+            if activation != "sigmoid":
+                raise ValidationError(
+                    {
+                        "loss": [
+                            f"bce needs a sigmoid output, but the activation is {activation!r}: "
+                            "its output must lie in (0, 1). Use activation 'sigmoid' or loss 'mse'."
+                        ]
+                    }
+                )
+            if not 0.0 <= data["y"] <= 1.0:
+                raise ValidationError({"y": [f"bce needs y in [0, 1]; got {data['y']:g}."]})
+
+    @post_load
+    def _to_problem(self, data, **kwargs) -> NeuronProblem:
+        return NeuronProblem(**data)
+
+
+class NeuronResponseSchema(StrictSchema):
+    z = Number(required=True, metadata={"description": "w . x + b"})
+    a = Number(required=True, metadata={"description": "f(z)"})
+    loss = Number(required=True)
+    dL_da = Number(required=True)
+    da_dz = Number(required=True, metadata={"description": "f'(z)"})
+    dz_db = Number(required=True, metadata={"description": "always 1"})
+    dL_dz = Number(required=True)
+    dL_db = Number(required=True, metadata={"description": "dL/da * da/dz * dz/db"})
+    dL_dw = Array(ndims=(0, 1), required=True, metadata={"description": "dL/dz * x, shape of w"})
+    b_next = Number(required=True, metadata={"description": "b - learning_rate * dL_db"})
+    w_next = Array(ndims=(0, 1), required=True)
+    numerical_dL_db = Number(
+        required=True, metadata={"description": "central finite difference of the loss in b"}
+    )

@@ -1,0 +1,15 @@
+"""The one error shape: RFC 9457 problem details, documented in OpenAPI."""
+
+from marshmallow import Schema, fields
+
+
+class ProblemSchema(Schema):
+    type = fields.String(metadata={"example": "about:blank"})
+    title = fields.String(metadata={"example": "Unprocessable Content"})
+    status = fields.Integer(metadata={"example": 422})
+    detail = fields.String()
+    errors = fields.Dict(
+        keys=fields.String(metadata={"example": "layers.1.biases"}),
+        values=fields.List(fields.String()),
+        metadata={"description": "field path -> messages, for validation errors"},
+    )

@@ -1,0 +1,55 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from flask_smorest import Api as SmorestApi
+
+from schemas import Array, ProblemSchema
+
+from . import docs
+from .config import Config
+from .errors import register_error_handlers
+from .json import OrjsonProvider
+from .routes import gradients, health
+
+
+class Api(SmorestApi):
+    """flask-smorest's Api with our problem+json errors in place of its own."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_error_handlers(self):
+        register_error_handlers(self._app)
+
+
+def _array_to_openapi(self, field, **kwargs) -> dict:
+    """Describe an Array field as nested JSON arrays of numbers."""
+    if not isinstance(field, Array):
+        return {}
+    number = {"type": "number", "format": "double"}
+    variants = []
+    for ndim in field.ndims:
+        schema = number
+        for _ in range(ndim):
+            schema = {"type": "array", "items": schema}
+        variants.append(schema)
+    return variants[0] if len(variants) == 1 else {"oneOf": variants}
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app; settings come from the environment, then ``test_config``."""
+    app = Flask(__name__)
+    app.json = OrjsonProvider(app)
+    app.config.from_mapping(Config.from_env())
+    if test_config:
+        app.config.from_mapping(test_config)
+
+    api = Api(app)
+    api.ma_plugin.converter.add_attribute_function(_array_to_openapi)
+    api.register_blueprint(gradients.blp)
+    api.register_blueprint(health.blp)
+    app.register_blueprint(docs.blp)
+    return app

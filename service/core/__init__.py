@@ -1,0 +1,30 @@
+"""The pure NumPy core: no Flask, no marshmallow, no state between calls."""
+
+from .activations import ACTIVATIONS, ALIASES, ELEMENTWISE, get_activation
+from .errors import CoreError, LimitExceeded, NonFiniteResult
+from .limits import Limits, check_limits
+from .losses import LOSSES, REDUCTIONS
+from .network import Gradients, Layer, LayerResult, Problem, compute_gradients
+from .neuron import NeuronProblem, NeuronTerms, neuron_terms
+
+__all__ = [
+    "ACTIVATIONS",
+    "ALIASES",
+    "ELEMENTWISE",
+    "LOSSES",
+    "REDUCTIONS",
+    "CoreError",
+    "Gradients",
+    "Layer",
+    "LayerResult",
+    "LimitExceeded",
+    "Limits",
+    "NeuronProblem",
+    "NeuronTerms",
+    "NonFiniteResult",
+    "Problem",
+    "check_limits",
+    "compute_gradients",
+    "get_activation",
+    "neuron_terms",
+]

@@ -1,0 +1,123 @@
+"""Forward pass and backpropagation through a stack of dense layers.
+
+The core is stateless and sees canonical shapes only (the schemas convert the
+client's convention in and back out):
+
+    inputs  (batch, n_in)      targets (batch, n_out)
+    weights (n_in, n_out)      biases  (n_out,)
+    z = a_prev @ W + b,  a = f(z)
+
+Backward, for every layer from the last:
+
+    dW = a_prev.T @ dz (+ l2 * W)
+    db = dz.sum(axis=0)          # dz/db is 1 for every sample: sum over the batch
+    dz_prev = f_prev'(z_prev) applied to (dz @ W.T)
+
+The reduction's scale (1/N for "mean") is already inside dz, so db is a plain
+sum over the batch axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .activations import get_activation
+from .errors import NonFiniteResult
+from .losses import LOSSES
+
+Array = np.ndarray
+
+
+@dataclass(frozen=True)
+class Layer:
+    weights: Array  # (n_in, n_out)
+    biases: Array  # (n_out,)
+    activation: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    inputs: Array  # (batch, n_in)
+    targets: Array  # (batch, n_out)
+    layers: tuple[Layer, ...]
+    loss: str
+    reduction: str = "mean"
+    l2: float = 0.0
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    z: Array  # (batch, n_out) pre-activation
+    a: Array  # (batch, n_out) activation
+    dz: Array  # (batch, n_out) dL/dz
+    dW: Array  # (n_in, n_out)
+    db: Array  # (n_out,)
+
+
+@dataclass(frozen=True)
+class Gradients:
+    loss: float
+    layers: tuple[LayerResult, ...]
+
+
+def compute_gradients(problem: Problem) -> Gradients:
+    """Loss, activations and every layer's dW and db for one batch."""
+    activations = [get_activation(layer.activation) for layer in problem.layers]
+
+    zs: list[Array] = []
+    outs: list[Array] = []
+    a = problem.inputs
+    for layer, activation in zip(problem.layers, activations):
+        z = a @ layer.weights + layer.biases
+        a = activation.forward(z)
+        zs.append(z)
+        outs.append(a)
+
+    loss_fn = LOSSES[problem.loss]
+    batch, n_out = problem.targets.shape
+    scale = loss_fn.reduce_scale(problem.reduction, batch, n_out)
+    loss = scale * loss_fn.total(zs[-1], outs[-1], problem.targets)
+    if problem.l2:
+        loss += 0.5 * problem.l2 * sum(float(np.sum(layer.weights**2)) for layer in problem.layers)
+
+    dzs: list[Array] = [np.empty(0)] * len(problem.layers)
+    dWs: list[Array] = [np.empty(0)] * len(problem.layers)
+    dz = scale * loss_fn.grad_z(zs[-1], outs[-1], problem.targets, activations[-1])
+    for i in range(len(problem.layers) - 1, -1, -1):
+        layer = problem.layers[i]
+        a_prev = outs[i - 1] if i > 0 else problem.inputs
+        dzs[i] = dz
+        dWs[i] = a_prev.T @ dz
+        if problem.l2:
+            dWs[i] += problem.l2 * layer.weights
+        if i > 0:
+            dz = activations[i - 1].backward(zs[i - 1], outs[i - 1], dz @ layer.weights.T)
+
+    result = Gradients(
+        loss=float(loss),
+        layers=tuple(
+            LayerResult(z=z, a=a, dz=dz, dW=dW, db=dz.sum(axis=0))
+            for z, a, dz, dW in zip(zs, outs, dzs, dWs)
+        ),
+    )
+    _require_finite(result)
+    return result
+
+
+def _require_finite(result: Gradients) -> None:
+    """JSON cannot carry inf or nan: name the first layer that overflowed."""
+    for i, layer in enumerate(result.layers):
+        for name in ("z", "a", "dz", "dW", "db"):
+            if not np.isfinite(getattr(layer, name)).all():
+                raise NonFiniteResult(
+                    f"layers.{i}",
+                    f"layer {i}'s {name} overflowed to a non-finite value; "
+                    "the weights or inputs are too large for float64 "
+                    "(scale them down).",
+                )
+    if not np.isfinite(result.loss):
+        raise NonFiniteResult(
+            "loss", "the loss overflowed to a non-finite value; scale the inputs or weights down."
+        )

@@ -1,0 +1,90 @@
+"""One neuron, every chain-rule term: the bias-derivative calculator.
+
+    z = w . x + b,  a = f(z),  L = loss(a, y)
+    dL/db = dL/da * da/dz * dz/db,  and dz/db = 1
+
+For one sample "mean" and "sum" reductions coincide, so there is none here.
+The terms come from the same activation and loss tables as the network, so
+the calculator and /v1/gradients can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .activations import get_activation
+from .errors import NonFiniteResult
+from .losses import LOSSES
+
+Array = np.ndarray
+
+
+@dataclass(frozen=True)
+class NeuronProblem:
+    x: Array  # () or (n,)
+    w: Array  # same shape as x
+    b: float
+    y: float
+    activation: str
+    loss: str
+    learning_rate: float = 0.1
+
+
+@dataclass(frozen=True)
+class NeuronTerms:
+    z: float
+    a: float
+    loss: float
+    dL_da: float
+    da_dz: float
+    dz_db: float
+    dL_dz: float
+    dL_db: float
+    dL_dw: Array  # shape of w
+    b_next: float
+    w_next: Array  # shape of w
+    numerical_dL_db: float
+
+
+def _loss_at(problem: NeuronProblem, b: float) -> float:
+    activation, loss = get_activation(problem.activation), LOSSES[problem.loss]
+    z = np.array([[np.sum(problem.w * problem.x) + b]])
+    return loss.total(z, activation.forward(z), np.array([[problem.y]]))
+
+
+def neuron_terms(problem: NeuronProblem) -> NeuronTerms:
+    activation, loss = get_activation(problem.activation), LOSSES[problem.loss]
+    z = np.array([[np.sum(problem.w * problem.x) + problem.b]])
+    a = activation.forward(z)
+    y = np.array([[problem.y]])
+
+    dL_dz = float(loss.grad_z(z, a, y, activation)[0, 0])
+    dL_dw = dL_dz * problem.x
+    # Central difference, step scaled to b so it is neither lost nor too coarse.
+    h = 1e-6 * max(1.0, abs(problem.b))
+    numerical = (_loss_at(problem, problem.b + h) - _loss_at(problem, problem.b - h)) / (2 * h)
+
+    terms = NeuronTerms(
+        z=float(z[0, 0]),
+        a=float(a[0, 0]),
+        loss=loss.total(z, a, y),
+        dL_da=float(loss.grad_a(z, a, y)[0, 0]),
+        da_dz=float(activation.derivative(z, a)[0, 0]),
+        dz_db=1.0,
+        dL_dz=dL_dz,
+        dL_db=dL_dz,
+        dL_dw=dL_dw,
+        b_next=problem.b - problem.learning_rate * dL_dz,
+        w_next=problem.w - problem.learning_rate * dL_dw,
+        numerical_dL_db=float(numerical),
+    )
+    for name, value in vars(terms).items():
+        if not np.isfinite(value).all():
+            raise NonFiniteResult(
+                name,
+                f"{name} overflowed to a non-finite value (z = {terms.z:.6g} saturates "
+                f"the {problem.activation}); use smaller inputs, weights or bias.",
+            )
+    return terms

@@ -1,0 +1,9 @@
+"""flask-smorest's Blueprint, reading bodies with our strict JSON reader."""
+
+from flask_smorest import Blueprint as SmorestBlueprint
+
+from service.body import JsonObjectParser
+
+
+class Blueprint(SmorestBlueprint):
+    ARGUMENTS_PARSER = JsonObjectParser()

@@ -1,0 +1,66 @@
+"""POST /v1/gradients and POST /v1/neuron: parse, compute, answer in the client's shapes."""
+
+from flask import current_app
+
+from schemas import (
+    GradientsRequest,
+    GradientsRequestSchema,
+    GradientsResponseSchema,
+    NeuronRequestSchema,
+    NeuronResponseSchema,
+)
+from service.core import NeuronProblem, check_limits, compute_gradients, neuron_terms
+
+from .blueprint import Blueprint
+
+blp = Blueprint(
+    "gradients",
+    __name__,
+    url_prefix="/v1",
+    description="Forward pass and backpropagation through dense layers.",
+)
+
+
+@blp.route("/gradients", methods=["POST"])
+@blp.arguments(
+    GradientsRequestSchema,
+    example={
+        "inputs": [[0.5, -1.0], [1.5, 2.0]],
+        "targets": [[1.0], [0.0]],
+        "layers": [
+            {
+                "weights": [[0.1, -0.2, 0.3], [0.4, 0.5, -0.6]],
+                "biases": [0.0, 0.1, -0.1],
+                "activation": "tanh",
+            },
+            {"weights": [[0.7], [-0.8], [0.9]], "biases": [[0.2]], "activation": "sigmoid"},
+        ],
+        "loss": "bce",
+    },
+)
+@blp.response(200, GradientsResponseSchema)
+def gradients(request: GradientsRequest):
+    """Loss, activations, and every layer's dW and db.
+
+    dW and db come back in the layout and shape each layer was sent in.
+    """
+    check_limits(request.problem, current_app.config["GRADIENT_LIMITS"])
+    return request.present(compute_gradients(request.problem))
+
+
+@blp.route("/neuron", methods=["POST"])
+@blp.arguments(
+    NeuronRequestSchema,
+    example={
+        "x": 1.5,
+        "w": 0.8,
+        "b": 0.1,
+        "y": 1.0,
+        "activation": "sigmoid",
+        "loss": "bce",
+    },
+)
+@blp.response(200, NeuronResponseSchema)
+def neuron(problem: NeuronProblem):
+    """One neuron z = w . x + b: every chain-rule term of dL/db, and one update step."""
+    return neuron_terms(problem)

@@ -1,0 +1,88 @@
+"""Fixtures: an in-process app and client, and a real gunicorn on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from service import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def app():
+    return create_app({"TESTING": True})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_healthy(base_url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server at {base_url} did not become healthy in {timeout}s")
+
+
+def start_server(
+    command: list[str], env: dict[str, str] | None = None
+) -> tuple[str, subprocess.Popen]:
+    """Start a server command with PORT set to a free port; return its URL once healthy."""
+    port = free_port()
+    environment = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2"}
+    environment.update(env or {})
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(base_url, process)
+    except RuntimeError:
+        stop_server(process)
+        raise
+    return base_url, process
+
+
+def stop_server(process: subprocess.Popen) -> str:
+    process.terminate()
+    try:
+        output, _ = process.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    return output.decode(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def live_server() -> Iterator[str]:
+    """A real gunicorn serving the app, as the Dockerfile's command runs it."""
+    base_url, process = start_server(
+        [str(BIN / "gunicorn"), "--config", "python:service.gunicorn_conf", "service:create_app()"]
+    )
+    yield base_url
+    stop_server(process)

@@ -1,0 +1,100 @@
+"""The independent oracle: PyTorch autograd in float64, fed the client's request as sent.
+
+Nothing here uses the service's code.  Each convention's forward formula is
+written out in torch with the arrays in the client's own layout, so autograd
+returns dW and db in exactly the shapes the client sent: if the service's
+conversions were wrong, the two would disagree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+torch.set_default_dtype(torch.float64)
+
+
+def _activation(name: str, z: torch.Tensor, unit_dim: int) -> torch.Tensor:
+    if name in ("identity", "linear"):
+        return z
+    if name == "sigmoid":
+        return torch.sigmoid(z)
+    if name == "tanh":
+        return torch.tanh(z)
+    if name == "relu":
+        return F.relu(z)
+    if name == "leaky_relu":
+        return F.leaky_relu(z, negative_slope=0.01)
+    if name == "softplus":
+        # the exact log(1 + e^z); F.softplus switches to z above a threshold
+        return torch.logaddexp(z, torch.zeros_like(z))
+    if name == "softmax":
+        return torch.softmax(z, dim=unit_dim)
+    raise ValueError(name)
+
+
+def reference(request: dict) -> dict:
+    """loss, and per layer z, a, dz, dW, db (client's shapes) as NumPy arrays."""
+    convention = request.get("convention", "numpy")
+    columns = convention == "columns"
+    unit_dim = 0 if columns else 1
+    a = torch.tensor(request["inputs"])
+    y = torch.tensor(request["targets"])
+
+    params, zs, outs = [], [], []
+    for layer in request["layers"]:
+        w = torch.tensor(layer["weights"], requires_grad=True)
+        b = torch.tensor(layer["biases"], requires_grad=True)
+        if convention == "numpy":
+            z = a @ w + b
+        elif convention == "torch":
+            z = a @ w.T + b
+        else:
+            z = w @ a + b
+        z.retain_grad()
+        a = _activation(layer["activation"], z, unit_dim)
+        a.retain_grad()
+        params.append((w, b))
+        zs.append(z)
+        outs.append(a)
+
+    reduction = request.get("reduction", "mean")
+    z_rows, a_rows, y_rows = (t.T if columns else t for t in (zs[-1], outs[-1], y))
+    loss_name = request["loss"]
+    if loss_name == "mse":
+        loss = F.mse_loss(a_rows, y_rows, reduction=reduction)
+    elif loss_name == "half_mse":
+        loss = 0.5 * F.mse_loss(a_rows, y_rows, reduction=reduction)
+    elif loss_name == "bce":
+        loss = F.binary_cross_entropy_with_logits(z_rows, y_rows, reduction=reduction)
+    elif loss_name == "cross_entropy":
+        loss = F.cross_entropy(z_rows, y_rows, reduction=reduction)
+    else:
+        raise ValueError(loss_name)
+    l2 = request.get("l2", 0.0)
+    if l2:
+        loss = loss + 0.5 * l2 * sum((w**2).sum() for w, _ in params)
+    loss.backward()
+
+    return {
+        "loss": loss.item(),
+        "layers": [
+            {
+                "z": z.detach().numpy(),
+                "a": out.detach().numpy(),
+                "dz": z.grad.numpy(),
+                "dW": w.grad.numpy(),
+                "db": b.grad.numpy(),
+            }
+            for (w, b), z, out in zip(params, zs, outs)
+        ],
+    }
+
+
+def assert_close(actual, expected, what: str, rtol: float = 1e-9) -> None:
+    """Relative error at most rtol, with an absolute floor far below it for exact zeros."""
+    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    floor = 1e-13 * max(1.0, float(np.max(np.abs(expected))))
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=floor, err_msg=what)

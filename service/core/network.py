@@ -19,6 +19,7 @@ sum over the batch axis.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,30 +63,64 @@ class Gradients:
     layers: tuple[LayerResult, ...]
 
 
-def compute_gradients(problem: Problem) -> Gradients:
-    """Loss, activations and every layer's dW and db for one batch."""
-    activations = [get_activation(layer.activation) for layer in problem.layers]
+@dataclass(frozen=True)
+class Forward:
+    zs: tuple[Array, ...]  # per layer, (batch, n_out)
+    outs: tuple[Array, ...]  # per layer, (batch, n_out)
 
+
+#: dz_rule(layer, z, a, dL_da, correct_dz) -> dz: how a layer turns dL/da into dL/dz.
+#: The correct rule returns correct_dz; the autograder's mistakes return something else.
+DzRule = Callable[[int, Array, Array, Callable[[], Array], Array], Array]
+
+
+def forward(problem: Problem) -> Forward:
     zs: list[Array] = []
     outs: list[Array] = []
     a = problem.inputs
-    for layer, activation in zip(problem.layers, activations):
+    for layer in problem.layers:
         z = a @ layer.weights + layer.biases
-        a = activation.forward(z)
+        a = get_activation(layer.activation).forward(z)
         zs.append(z)
         outs.append(a)
+    return Forward(tuple(zs), tuple(outs))
 
-    loss_fn = LOSSES[problem.loss]
+
+def loss_scale(problem: Problem) -> float:
+    """The factor the reduction applies to the summed loss and to dL/dz."""
     batch, n_out = problem.targets.shape
-    scale = loss_fn.reduce_scale(problem.reduction, batch, n_out)
-    loss = scale * loss_fn.total(zs[-1], outs[-1], problem.targets)
+    return LOSSES[problem.loss].reduce_scale(problem.reduction, batch, n_out)
+
+
+def backward(
+    problem: Problem,
+    fwd: Forward,
+    dz_rule: DzRule | None = None,
+    scale: float | None = None,
+) -> Gradients:
+    """The loss and every layer's dz, dW and db, given the forward pass.
+
+    ``dz_rule`` and ``scale`` exist for the autograder, which recomputes the
+    backward pass with a student's mistake made; the service passes neither.
+    """
+    activations = [get_activation(layer.activation) for layer in problem.layers]
+    loss_fn = LOSSES[problem.loss]
+    scale = loss_scale(problem) if scale is None else scale
+    zs, outs, y = fwd.zs, fwd.outs, problem.targets
+
+    loss = scale * loss_fn.total(zs[-1], outs[-1], y)
     if problem.l2:
         loss += 0.5 * problem.l2 * sum(float(np.sum(layer.weights**2)) for layer in problem.layers)
 
-    dzs: list[Array] = [np.empty(0)] * len(problem.layers)
-    dWs: list[Array] = [np.empty(0)] * len(problem.layers)
-    dz = scale * loss_fn.grad_z(zs[-1], outs[-1], problem.targets, activations[-1])
-    for i in range(len(problem.layers) - 1, -1, -1):
+    last = len(problem.layers) - 1
+    dzs: list[Array] = [np.empty(0)] * (last + 1)
+    dWs: list[Array] = [np.empty(0)] * (last + 1)
+    dz = scale * loss_fn.grad_z(zs[last], outs[last], y, activations[last])
+    if dz_rule is not None:
+        dz = dz_rule(
+            last, zs[last], outs[last], lambda: scale * loss_fn.grad_a(zs[last], outs[last], y), dz
+        )
+    for i in range(last, -1, -1):
         layer = problem.layers[i]
         a_prev = outs[i - 1] if i > 0 else problem.inputs
         dzs[i] = dz
@@ -93,15 +128,28 @@ def compute_gradients(problem: Problem) -> Gradients:
         if problem.l2:
             dWs[i] += problem.l2 * layer.weights
         if i > 0:
-            dz = activations[i - 1].backward(zs[i - 1], outs[i - 1], dz @ layer.weights.T)
+            upstream = dz @ layer.weights.T
+            dz = activations[i - 1].backward(zs[i - 1], outs[i - 1], upstream)
+            if dz_rule is not None:
+                dz = dz_rule(i - 1, zs[i - 1], outs[i - 1], lambda u=upstream: u, dz)
 
-    result = Gradients(
+    return Gradients(
         loss=float(loss),
         layers=tuple(
             LayerResult(z=z, a=a, dz=dz, dW=dW, db=dz.sum(axis=0))
             for z, a, dz, dW in zip(zs, outs, dzs, dWs)
         ),
     )
+
+
+def compute_gradients(problem: Problem) -> Gradients:
+    """Loss, activations and every layer's dW and db for one batch.
+
+    Overflow is not an exception here: it is detected once at the end and
+    reported with the layer it happened in.
+    """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        result = backward(problem, forward(problem))
     _require_finite(result)
     return result
 

@@ -55,6 +55,20 @@ def _loss_at(problem: NeuronProblem, b: float) -> float:
 
 
 def neuron_terms(problem: NeuronProblem) -> NeuronTerms:
+    """Every term; an overflow is reported by name rather than raised by NumPy."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        terms = _terms(problem)
+    for name, value in vars(terms).items():
+        if not np.isfinite(value).all():
+            raise NonFiniteResult(
+                name,
+                f"{name} overflowed to a non-finite value (z = {terms.z:.6g} saturates "
+                f"the {problem.activation}); use smaller inputs, weights or bias.",
+            )
+    return terms
+
+
+def _terms(problem: NeuronProblem) -> NeuronTerms:
     activation, loss = get_activation(problem.activation), LOSSES[problem.loss]
     z = np.array([[np.sum(problem.w * problem.x) + problem.b]])
     a = activation.forward(z)
@@ -66,7 +80,7 @@ def neuron_terms(problem: NeuronProblem) -> NeuronTerms:
     h = 1e-6 * max(1.0, abs(problem.b))
     numerical = (_loss_at(problem, problem.b + h) - _loss_at(problem, problem.b - h)) / (2 * h)
 
-    terms = NeuronTerms(
+    return NeuronTerms(
         z=float(z[0, 0]),
         a=float(a[0, 0]),
         loss=loss.total(z, a, y),
@@ -80,11 +94,3 @@ def neuron_terms(problem: NeuronProblem) -> NeuronTerms:
         w_next=problem.w - problem.learning_rate * dL_dw,
         numerical_dL_db=float(numerical),
     )
-    for name, value in vars(terms).items():
-        if not np.isfinite(value).all():
-            raise NonFiniteResult(
-                name,
-                f"{name} overflowed to a non-finite value (z = {terms.z:.6g} saturates "
-                f"the {problem.activation}); use smaller inputs, weights or bias.",
-            )
-    return terms

@@ -1,20 +1,28 @@
 """marshmallow schemas: the boundary that parses JSON into canonical arrays."""
 
+from .check import CheckRequest, CheckRequestSchema, CheckResponseSchema
 from .conventions import CONVENTIONS, Convention
+from .exercises import ExerciseRequest, ExerciseRequestSchema, ExerciseResponseSchema
 from .fields import Array, Number
 from .gradients import GradientsRequest, GradientsRequestSchema, GradientsResponseSchema
 from .neuron import NeuronRequestSchema, NeuronResponseSchema
-from .problem import ProblemSchema
+from .problem import ProblemDetailsSchema
 
 __all__ = [
     "CONVENTIONS",
     "Array",
+    "CheckRequest",
+    "CheckRequestSchema",
+    "CheckResponseSchema",
     "Convention",
+    "ExerciseRequest",
+    "ExerciseRequestSchema",
+    "ExerciseResponseSchema",
     "GradientsRequest",
     "GradientsRequestSchema",
     "GradientsResponseSchema",
     "NeuronRequestSchema",
     "NeuronResponseSchema",
     "Number",
-    "ProblemSchema",
+    "ProblemDetailsSchema",
 ]

@@ -55,6 +55,27 @@ class Number(fields.Float):
         return None if value is None else float(value)
 
 
+class Whole(fields.Integer):
+    """A JSON integer; booleans, strings and fractional numbers are refused."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise ValidationError(f"expected a whole number, got {json_type(value)}.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class Flag(fields.Boolean):
+    """A JSON true or false; marshmallow's Boolean would also take "yes", 1 and "on"."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise ValidationError(f"expected true or false, got {json_type(value)}.")
+        return value
+
+
 def _first_defect(value: Any, ndim: int, path: str = "") -> str | None:
     """Walk a nested list to say what is wrong with it and where (error path only)."""
     if ndim == 0:

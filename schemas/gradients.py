@@ -8,16 +8,27 @@ client's own shapes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from service.core import ACTIVATIONS, ALIASES, LOSSES, REDUCTIONS, Gradients, Layer, Problem
+from service.core import (
+    ACTIVATIONS,
+    ALIASES,
+    LOSSES,
+    REDUCTIONS,
+    Gradients,
+    Layer,
+    LayerResult,
+    Problem,
+)
+from service.core.gradient_check import GradientCheck
 
 from .base import StrictSchema
 from .conventions import CONVENTIONS, Convention
-from .fields import Array, Choice, Number, shape_text
+from .fields import Array, Choice, Flag, Number, shape_text
 
 INCLUDABLE = ("z", "a", "dz")
 ACTIVATION_NAMES = (*ACTIVATIONS, *ALIASES)
@@ -58,32 +69,43 @@ class GradientsRequest:
     bias_shapes: tuple[tuple[int, ...], ...]
     include: tuple[str, ...]
     learning_rate: float | None
+    gradient_check: bool = False
 
-    def present(self, result: Gradients) -> dict:
+    def client_array(self, out: LayerResult, layer: int, name: str) -> np.ndarray:
+        """One of a layer's results (z, a, dz, dW, db) in the client's convention and shapes."""
+        if name == "dW":
+            return self.convention.weights(out.dW)
+        if name == "db":
+            return out.db.reshape(self.bias_shapes[layer])
+        return self.convention.data(getattr(out, name))
+
+    def present(self, result: Gradients, check: GradientCheck | None = None) -> dict:
         """The core's canonical result, back in the client's convention and shapes."""
-        c = self.convention
-        layers = []
-        for out, bias_shape in zip(result.layers, self.bias_shapes):
-            entry = {name: c.data(getattr(out, name)) for name in self.include}
-            entry["dW"] = c.weights(out.dW)
-            entry["db"] = out.db.reshape(bias_shape)
-            layers.append(entry)
-        answer = {"loss": result.loss, "layers": layers}
+        names = (*self.include, "dW", "db")
+        answer = {
+            "loss": result.loss,
+            "layers": [
+                {name: self.client_array(out, i, name) for name in names}
+                for i, out in enumerate(result.layers)
+            ],
+        }
         if self.learning_rate is not None:
-            lr = self.learning_rate
+            lr, c = self.learning_rate, self.convention
             answer["updated_layers"] = [
                 {
                     "weights": c.weights(layer.weights - lr * out.dW),
-                    "biases": (layer.biases - lr * out.db).reshape(bias_shape),
+                    "biases": (layer.biases - lr * out.db).reshape(shape),
                 }
-                for layer, out, bias_shape in zip(
-                    self.problem.layers, result.layers, self.bias_shapes
-                )
+                for layer, out, shape in zip(self.problem.layers, result.layers, self.bias_shapes)
             ]
+        if check is not None:
+            answer["gradient_check"] = check
         return answer
 
 
-class GradientsRequestSchema(StrictSchema):
+class NetworkProblemSchema(StrictSchema):
+    """The problem every endpoint shares: data, layers, loss, and their shape rules."""
+
     inputs = Array(
         ndims=(1, 2),
         required=True,
@@ -116,6 +138,15 @@ class GradientsRequestSchema(StrictSchema):
         load_default=0.0,
         validate=validate.Range(min=0, error="must not be negative (got {input})."),
     )
+
+    @validates_schema(skip_on_field_errors=True)
+    def _check_shapes(self, data, **kwargs):
+        errors = _shape_errors(data)
+        if errors:
+            raise ValidationError(errors)
+
+
+class GradientsRequestSchema(NetworkProblemSchema):
     learning_rate = Number(
         load_default=None,
         validate=validate.Range(
@@ -127,37 +158,56 @@ class GradientsRequestSchema(StrictSchema):
         load_default=lambda: ["a"],
         metadata={"description": "per-layer arrays to return besides dW and db"},
     )
-
-    @validates_schema(skip_on_field_errors=True)
-    def _check_shapes(self, data, **kwargs):
-        errors = _shape_errors(data)
-        if errors:
-            raise ValidationError(errors)
+    gradient_check = Flag(
+        load_default=False,
+        metadata={
+            "description": (
+                "also compare dW and db with central finite differences: per layer, the largest "
+                "|analytic - numeric| / max(|analytic|, |numeric|, 1e-8)"
+            )
+        },
+    )
 
     @post_load
     def _to_request(self, data, **kwargs) -> GradientsRequest:
-        c = CONVENTIONS[data["convention"]]
-        return GradientsRequest(
-            problem=Problem(
-                inputs=c.data(data["inputs"]),
-                targets=c.data(data["targets"]),
-                layers=tuple(
-                    Layer(
-                        weights=c.weights(layer["weights"]),
-                        biases=layer["biases"].reshape(-1),
-                        activation=layer["activation"],
-                    )
-                    for layer in data["layers"]
-                ),
-                loss=data["loss"],
-                reduction=data["reduction"],
-                l2=data["l2"],
-            ),
-            convention=c,
-            bias_shapes=tuple(layer["biases"].shape for layer in data["layers"]),
-            include=tuple(dict.fromkeys(data["include"])),
+        return gradients_request(
+            data,
+            include=data["include"],
             learning_rate=data["learning_rate"],
+            gradient_check=data["gradient_check"],
         )
+
+
+def gradients_request(
+    data: dict,
+    include: Iterable[str] = ("a",),
+    learning_rate: float | None = None,
+    gradient_check: bool = False,
+) -> GradientsRequest:
+    """The validated fields of a NetworkProblemSchema, as canonical arrays."""
+    c = CONVENTIONS[data["convention"]]
+    return GradientsRequest(
+        problem=Problem(
+            inputs=c.data(data["inputs"]),
+            targets=c.data(data["targets"]),
+            layers=tuple(
+                Layer(
+                    weights=c.weights(layer["weights"]),
+                    biases=layer["biases"].reshape(-1),
+                    activation=layer["activation"],
+                )
+                for layer in data["layers"]
+            ),
+            loss=data["loss"],
+            reduction=data["reduction"],
+            l2=data["l2"],
+        ),
+        convention=c,
+        bias_shapes=tuple(layer["biases"].shape for layer in data["layers"]),
+        include=tuple(dict.fromkeys(include)),
+        learning_rate=learning_rate,
+        gradient_check=gradient_check,
+    )
 
 
 def _shape_errors(data: dict) -> dict:
@@ -312,7 +362,19 @@ class UpdatedLayerSchema(StrictSchema):
     biases = Array(ndims=(1, 2), required=True)
 
 
+class LayerCheckSchema(StrictSchema):
+    dW = Number(required=True, metadata={"description": "largest relative error over dW"})
+    db = Number(required=True, metadata={"description": "largest relative error over db"})
+
+
+class GradientCheckSchema(StrictSchema):
+    epsilon = Number(required=True, metadata={"description": "the central difference's step"})
+    max_relative_error = Number(required=True)
+    layers = fields.List(fields.Nested(LayerCheckSchema), required=True)
+
+
 class GradientsResponseSchema(StrictSchema):
     loss = Number(required=True)
     layers = fields.List(fields.Nested(LayerGradientsSchema), required=True)
     updated_layers = fields.List(fields.Nested(UpdatedLayerSchema))
+    gradient_check = fields.Nested(GradientCheckSchema)

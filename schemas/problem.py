@@ -3,7 +3,7 @@
 from marshmallow import Schema, fields
 
 
-class ProblemSchema(Schema):
+class ProblemDetailsSchema(Schema):
     type = fields.String(metadata={"example": "about:blank"})
     title = fields.String(metadata={"example": "Unprocessable Content"})
     status = fields.Integer(metadata={"example": 422})

@@ -7,19 +7,19 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api as SmorestApi
 
-from schemas import Array, ProblemSchema
+from schemas import Array, ProblemDetailsSchema
 
 from . import docs
 from .config import Config
 from .errors import register_error_handlers
 from .json import OrjsonProvider
-from .routes import gradients, health
+from .routes import autograder, gradients, health
 
 
 class Api(SmorestApi):
     """flask-smorest's Api with our problem+json errors in place of its own."""
 
-    ERROR_SCHEMA = ProblemSchema
+    ERROR_SCHEMA = ProblemDetailsSchema
 
     def _register_error_handlers(self):
         register_error_handlers(self._app)
@@ -50,6 +50,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     api = Api(app)
     api.ma_plugin.converter.add_attribute_function(_array_to_openapi)
     api.register_blueprint(gradients.blp)
+    api.register_blueprint(autograder.blp)
     api.register_blueprint(health.blp)
     app.register_blueprint(docs.blp)
     return app

@@ -6,6 +6,7 @@
 | GRADIENT_MAX_ELEMENTS    | 4000000     | numbers across all arrays of one request         |
 | GRADIENT_MAX_LAYERS      | 64          | layers in one request                            |
 | GRADIENT_MAX_FLOPS       | 20000000000 | estimated forward + backward floating-point ops  |
+| GRADIENT_MAX_CHECK_PARAMETERS | 5000   | parameters a numerical gradient check may nudge  |
 
 The server's own settings (HOST, PORT, WEB_CONCURRENCY) are read by
 deploy/gunicorn.conf.py.
@@ -67,5 +68,8 @@ class Config:
             max_elements=_int(env, "GRADIENT_MAX_ELEMENTS", defaults.max_elements),
             max_layers=_int(env, "GRADIENT_MAX_LAYERS", defaults.max_layers),
             max_flops=_int(env, "GRADIENT_MAX_FLOPS", defaults.max_flops),
+            max_check_parameters=_int(
+                env, "GRADIENT_MAX_CHECK_PARAMETERS", defaults.max_check_parameters
+            ),
         )
         return settings

@@ -15,6 +15,8 @@ class Limits:
     max_layers: int = 64
     #: forward and backward multiply-adds, estimated as 6 * batch * sum(n_in * n_out)
     max_flops: int = 20_000_000_000
+    #: parameters a numerical gradient check may nudge (two forward passes each)
+    max_check_parameters: int = 5_000
 
 
 def estimated_flops(problem: Problem) -> int:
@@ -23,8 +25,14 @@ def estimated_flops(problem: Problem) -> int:
     return 6 * batch * sum(layer.weights.size for layer in problem.layers)
 
 
-def check_limits(problem: Problem, limits: Limits) -> None:
-    """Raise LimitExceeded naming the bound when the problem is too large."""
+def check_limits(
+    problem: Problem, limits: Limits, gradient_check: bool = False, passes: int = 1
+) -> None:
+    """Raise LimitExceeded naming the bound when the problem is too large.
+
+    ``passes`` counts the backward passes the request needs (the autograder
+    recomputes one per mistake in its catalogue).
+    """
     if len(problem.layers) > limits.max_layers:
         raise LimitExceeded(
             "layers",
@@ -42,7 +50,7 @@ def check_limits(problem: Problem, limits: Limits) -> None:
             f"the arrays hold {elements:,} numbers, over this service's limit of "
             f"{limits.max_elements:,} (GRADIENT_MAX_ELEMENTS); send a smaller batch.",
         )
-    flops = estimated_flops(problem)
+    flops = estimated_flops(problem) * passes
     if flops > limits.max_flops:
         raise LimitExceeded(
             "_request",
@@ -50,3 +58,13 @@ def check_limits(problem: Problem, limits: Limits) -> None:
             f"operations, over this service's limit of {limits.max_flops:,} "
             "(GRADIENT_MAX_FLOPS); send a smaller batch or network.",
         )
+    if gradient_check:
+        parameters = sum(layer.weights.size + layer.biases.size for layer in problem.layers)
+        if parameters > limits.max_check_parameters:
+            raise LimitExceeded(
+                "gradient_check",
+                f"a numerical gradient check of {parameters:,} parameters is over this "
+                f"service's limit of {limits.max_check_parameters:,} "
+                "(GRADIENT_MAX_CHECK_PARAMETERS): each parameter costs two forward passes. "
+                "Check a smaller network, or leave gradient_check off.",
+            )

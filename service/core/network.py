@@ -92,6 +92,22 @@ def loss_scale(problem: Problem) -> float:
     return LOSSES[problem.loss].reduce_scale(problem.reduction, batch, n_out)
 
 
+def loss_value(
+    problem: Problem,
+    z_out: Array,
+    a_out: Array,
+    scale: float | None = None,
+    layers: tuple[Layer, ...] | None = None,
+) -> float:
+    """The reduced loss plus the l2 penalty of ``layers`` (the problem's own by default)."""
+    scale = loss_scale(problem) if scale is None else scale
+    loss = scale * LOSSES[problem.loss].total(z_out, a_out, problem.targets)
+    if problem.l2:
+        layers = problem.layers if layers is None else layers
+        loss += 0.5 * problem.l2 * sum(float(np.sum(layer.weights**2)) for layer in layers)
+    return loss
+
+
 def backward(
     problem: Problem,
     fwd: Forward,
@@ -108,9 +124,7 @@ def backward(
     scale = loss_scale(problem) if scale is None else scale
     zs, outs, y = fwd.zs, fwd.outs, problem.targets
 
-    loss = scale * loss_fn.total(zs[-1], outs[-1], y)
-    if problem.l2:
-        loss += 0.5 * problem.l2 * sum(float(np.sum(layer.weights**2)) for layer in problem.layers)
+    loss = loss_value(problem, zs[-1], outs[-1], scale)
 
     last = len(problem.layers) - 1
     dzs: list[Array] = [np.empty(0)] * (last + 1)

@@ -10,6 +10,7 @@ from schemas import (
     NeuronResponseSchema,
 )
 from service.core import NeuronProblem, check_limits, compute_gradients, neuron_terms
+from service.core.gradient_check import gradient_check
 
 from .blueprint import Blueprint
 
@@ -44,8 +45,10 @@ def gradients(request: GradientsRequest):
 
     dW and db come back in the layout and shape each layer was sent in.
     """
-    check_limits(request.problem, current_app.config["GRADIENT_LIMITS"])
-    return request.present(compute_gradients(request.problem))
+    check_limits(request.problem, current_app.config["GRADIENT_LIMITS"], request.gradient_check)
+    result = compute_gradients(request.problem)
+    check = gradient_check(request.problem, result) if request.gradient_check else None
+    return request.present(result, check)
 
 
 @blp.route("/neuron", methods=["POST"])

@@ -1,0 +1,130 @@
+"""POST /v1/check: a problem plus a student's submission, graded field by field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from marshmallow import ValidationError, fields, post_dump, post_load, validate, validates_schema
+
+from service.grading import DIAGNOSES, Submission, Tolerance
+
+from .base import StrictSchema
+from .fields import Array, Choice, Flag, Number
+from .gradients import GradientsRequest, NetworkProblemSchema, gradients_request
+
+FORMATS = ("json", "gradescope")
+SUBMITTABLE = ("z", "a", "dz", "dW", "db")
+
+
+class SubmittedLayerSchema(StrictSchema):
+    # Any well-formed array is accepted here: a wrong shape is a graded result, not an error.
+    z = Array(ndims=(0, 1, 2))
+    a = Array(ndims=(0, 1, 2))
+    dz = Array(ndims=(0, 1, 2))
+    dW = Array(ndims=(0, 1, 2))
+    db = Array(ndims=(0, 1, 2))
+
+
+class SubmissionSchema(StrictSchema):
+    loss = Number(load_default=None)
+    layers = fields.List(
+        fields.Nested(SubmittedLayerSchema, allow_none=True),
+        load_default=list,
+        metadata={"description": "one entry per layer of the problem; null skips a layer"},
+    )
+
+    @post_load
+    def _to_submission(self, data, **kwargs) -> Submission:
+        return Submission(loss=data["loss"], layers=tuple(data["layers"]))
+
+
+class ToleranceSchema(StrictSchema):
+    rtol = Number(load_default=1e-5, validate=validate.Range(min=0))
+    atol = Number(load_default=1e-8, validate=validate.Range(min=0))
+
+    @post_load
+    def _to_tolerance(self, data, **kwargs) -> Tolerance:
+        return Tolerance(**data)
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    gradients: GradientsRequest
+    submission: Submission
+    tolerance: Tolerance
+    strict_shapes: bool
+    reveal: bool
+    format: str
+
+
+class CheckRequestSchema(NetworkProblemSchema):
+    submission = fields.Nested(SubmissionSchema, required=True)
+    tolerance = fields.Nested(ToleranceSchema, load_default=Tolerance)
+    strict_shapes = Flag(
+        load_default=False,
+        metadata={"description": "when false, db of shape (n,) and (1, n) are interchangeable"},
+    )
+    reveal = Flag(load_default=False, metadata={"description": "add the expected values"})
+    format = fields.String(
+        load_default="json",
+        validate=Choice(FORMATS, "format"),
+        metadata={"enum": list(FORMATS), "description": "gradescope: a results.json document"},
+    )
+
+    @validates_schema(skip_on_field_errors=True)
+    def _check_submission(self, data, **kwargs):
+        submitted, expected = len(data["submission"].layers), len(data["layers"])
+        if submitted != expected:
+            raise ValidationError(
+                {
+                    "submission": {
+                        "layers": [
+                            f"got {submitted} entries, expected {expected}: one per layer of the "
+                            "problem, in order (null to skip a layer)."
+                        ]
+                    }
+                }
+            )
+        if data["submission"].loss is None and not any(data["submission"].layers):
+            raise ValidationError(
+                {"submission": ["nothing to check: submit a loss or at least one layer's arrays."]}
+            )
+
+    @post_load
+    def _to_request(self, data, **kwargs) -> CheckRequest:
+        return CheckRequest(
+            gradients=gradients_request(data, include=("z", "a", "dz")),
+            submission=data["submission"],
+            tolerance=data["tolerance"],
+            strict_shapes=data["strict_shapes"],
+            reveal=data["reveal"],
+            format=data["format"],
+        )
+
+
+class FieldResultSchema(StrictSchema):
+    field = fields.String(required=True, metadata={"example": "layers.1.db"})
+    passed = fields.Boolean(required=True)
+    expected_shape = fields.List(fields.Integer(), required=True)
+    submitted_shape = fields.List(fields.Integer(), required=True)
+    max_abs_error = Number(allow_none=True)
+    max_rel_error = Number(
+        allow_none=True, metadata={"description": "over the entries whose expected value is not 0"}
+    )
+    diagnosis = fields.String(allow_none=True, metadata={"enum": list(DIAGNOSES)})
+    message = fields.String(required=True)
+    expected = Array(ndims=(0, 1, 2), metadata={"description": "only with reveal: true"})
+
+    @post_dump
+    def _drop_unrevealed(self, data, **kwargs):
+        if data.get("expected") is None:
+            data.pop("expected", None)
+        return data
+
+
+class CheckResponseSchema(StrictSchema):
+    passed = fields.Boolean(required=True, metadata={"description": "every checked field passed"})
+    score = Number(required=True, metadata={"description": "correct / checked"})
+    checked = fields.Integer(required=True)
+    correct = fields.Integer(required=True)
+    results = fields.List(fields.Nested(FieldResultSchema), required=True)

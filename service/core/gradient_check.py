@@ -1,0 +1,88 @@
+"""Numerical gradient check: analytic dW and db against central finite differences.
+
+The relative error of each entry is |analytic - numeric| / max(|analytic|,
+|numeric|, TINY), the definition used by most course notes; TINY keeps
+entries that are zero in both from dividing by zero.  Only the layers from
+the nudged one onward are recomputed for each nudge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .activations import get_activation
+from .network import Gradients, Layer, Problem, loss_value
+
+EPSILON = 1e-6
+TINY = 1e-8
+
+
+@dataclass(frozen=True)
+class LayerCheck:
+    dW: float  # largest relative error over the layer's weights
+    db: float  # largest relative error over the layer's biases
+
+
+@dataclass(frozen=True)
+class GradientCheck:
+    epsilon: float
+    max_relative_error: float
+    layers: tuple[LayerCheck, ...]
+
+
+def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> np.ndarray:
+    scale = np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), TINY)
+    return np.abs(analytic - numeric) / scale
+
+
+def gradient_check(
+    problem: Problem, analytic: Gradients, epsilon: float = EPSILON
+) -> GradientCheck:
+    with np.errstate(all="ignore"):
+        inputs_to = _layer_inputs(problem)
+        checks = []
+        for i in range(len(problem.layers)):
+            errors = []
+            for name, grad in (
+                ("weights", analytic.layers[i].dW),
+                ("biases", analytic.layers[i].db),
+            ):
+                numeric = _numeric(problem, i, name, inputs_to[i], epsilon)
+                errors.append(float(relative_error(grad, numeric).max()))
+            checks.append(LayerCheck(*errors))
+    worst = max(max(c.dW, c.db) for c in checks)
+    return GradientCheck(epsilon=epsilon, max_relative_error=worst, layers=tuple(checks))
+
+
+def _layer_inputs(problem: Problem) -> list[np.ndarray]:
+    """a_prev of every layer, computed once."""
+    inputs, a = [], problem.inputs
+    for layer in problem.layers:
+        inputs.append(a)
+        a = get_activation(layer.activation).forward(a @ layer.weights + layer.biases)
+    return inputs
+
+
+def _numeric(problem: Problem, start: int, name: str, a_in: np.ndarray, eps: float) -> np.ndarray:
+    original = getattr(problem.layers[start], name)
+    numeric = np.empty_like(original)
+    for index in np.ndindex(original.shape):
+        sides = []
+        for step in (eps, -eps):
+            nudged = original.copy()
+            nudged[index] += step
+            layer = Layer(**{**vars(problem.layers[start]), name: nudged})
+            sides.append(_loss_from(problem, start, layer, a_in))
+        numeric[index] = (sides[0] - sides[1]) / (2 * eps)
+    return numeric
+
+
+def _loss_from(problem: Problem, start: int, replaced: Layer, a: np.ndarray) -> float:
+    layers = [*problem.layers[:start], replaced, *problem.layers[start + 1 :]]
+    z = a
+    for layer in layers[start:]:
+        z = a @ layer.weights + layer.biases
+        a = get_activation(layer.activation).forward(z)
+    return loss_value(problem, z, a, layers=tuple(layers))

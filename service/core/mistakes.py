@@ -1,0 +1,134 @@
+"""The autograder's catalogue of backprop mistakes, each one a recomputed backward pass.
+
+A submission is diagnosed by recomputing the backward pass with a mistake
+made (in one layer, or in every layer) and seeing whether the submitted
+values match it.  A mistake made in layer k changes dz, dW and db of layer k
+and of every earlier layer, so fields far from the mistake are diagnosed with
+its cause rather than as unexplained wrong values.
+
+Shape mistakes (a db not summed over the batch, a transposed dW, a column
+bias) need no recomputation; the grader recognises them from the shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .activations import ALIASES
+from .network import Forward, Gradients, Problem, backward, loss_scale
+
+Array = np.ndarray
+
+#: The derivative formulas written in terms of the activation's output a,
+#: which students then evaluate at the wrong quantity.
+OUTPUT_FORM_DERIVATIVES: dict[str, Callable[[Array], Array]] = {
+    "sigmoid": lambda s: s * (1.0 - s),
+    "tanh": lambda s: 1.0 - s**2,
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A backward pass with one mistake made."""
+
+    code: str
+    #: the layers the mistake was made in; empty for a mistake in the loss itself
+    layers: tuple[int, ...]
+    result: Gradients
+    #: for the scale mistakes, the divisor or factor that was misapplied
+    factor: float | None = None
+
+
+def passes_needed(problem: Problem) -> int:
+    """An upper bound on the backward passes ``variants`` computes, for the work limits."""
+    layers = len(problem.layers)
+    per_layer_scopes = layers + (1 if layers > 1 else 0)
+    return 1 + 1 + 2 + len(LAYER_MISTAKES) * per_layer_scopes
+
+
+def variants(problem: Problem, fwd: Forward) -> Iterator[Variant]:
+    """Every mistake in the catalogue that changes something for this problem."""
+    last = len(problem.layers) - 1
+    batch, n_out = problem.targets.shape
+
+    def flip_output(i, z, a, dL_da, dz):
+        return -dz if i == last else dz
+
+    yield Variant("sign_flipped", (), backward(problem, fwd, dz_rule=flip_output))
+
+    counts = sorted({batch, batch * n_out} - {1})
+    if problem.reduction == "sum":
+        for n in counts:
+            yield Variant("averaged_instead_of_summed", (), backward(problem, fwd, scale=1 / n), n)
+    else:
+        yield Variant(
+            "summed_instead_of_averaged",
+            (),
+            backward(problem, fwd, scale=1.0),
+            1 / loss_scale(problem),
+        )
+
+    activations = [_activation(problem, i) for i in range(last + 1)]
+    for code, applies, rule in LAYER_MISTAKES:
+        layers = [i for i, name in enumerate(activations) if applies(name, i == last, problem)]
+        scopes = [(i,) for i in reversed(layers)]
+        if len(layers) > 1:
+            scopes.append(tuple(layers))
+        for scope in scopes:
+            yield Variant(
+                code, scope, backward(problem, fwd, dz_rule=_in_layers(scope, rule, problem))
+            )
+
+
+def _in_layers(scope: tuple[int, ...], rule, problem: Problem):
+    def dz_rule(i, z, a, dL_da, dz):
+        return rule(problem, i, z, a, dL_da, dz) if i in scope else dz
+
+    return dz_rule
+
+
+def _preactivation_derivative(problem, i, z, a, dL_da, dz):
+    # sigmoid'(z) written as z (1 - z), tanh'(z) as 1 - z^2: the formula for a, fed z
+    return dL_da() * OUTPUT_FORM_DERIVATIVES[_activation(problem, i)](z)
+
+
+def _missing_derivative(problem, i, z, a, dL_da, dz):
+    return dL_da()
+
+
+def _derivative_of_error(problem, i, z, a, dL_da, dz):
+    # dz2 = dh2 * (1 - dh2) with dh2 = h2 - y: the formula for a, fed the error
+    return OUTPUT_FORM_DERIVATIVES[_activation(problem, i)](dL_da())
+
+
+def _derivative_of_raw_error(problem, i, z, a, dL_da, dz):
+    # the same, with the error taken as a - y whatever the loss and reduction
+    return OUTPUT_FORM_DERIVATIVES[_activation(problem, i)](a - problem.targets)
+
+
+def _activation(problem: Problem, i: int) -> str:
+    name = problem.layers[i].activation
+    return ALIASES.get(name, name)
+
+
+def _has_output_form(name: str, is_output: bool, problem: Problem) -> bool:
+    return name in OUTPUT_FORM_DERIVATIVES
+
+
+def _is_output_with_output_form(name: str, is_output: bool, problem: Problem) -> bool:
+    return is_output and name in OUTPUT_FORM_DERIVATIVES
+
+
+def _has_a_derivative(name: str, is_output: bool, problem: Problem) -> bool:
+    return name != "identity"
+
+
+LAYER_MISTAKES = (
+    ("derivative_of_preactivation", _has_output_form, _preactivation_derivative),
+    ("derivative_of_error", _has_output_form, _derivative_of_error),
+    ("derivative_of_error", _is_output_with_output_form, _derivative_of_raw_error),
+    ("missing_activation_derivative", _has_a_derivative, _missing_derivative),
+)

@@ -1,0 +1,77 @@
+"""POST /v1/check and POST /v1/exercises: grading a student's backprop, and giving them one."""
+
+from flask import current_app
+
+from schemas import (
+    CheckRequest,
+    CheckRequestSchema,
+    CheckResponseSchema,
+    ExerciseRequest,
+    ExerciseRequestSchema,
+    ExerciseResponseSchema,
+)
+from service.core import check_limits, compute_gradients
+from service.core.exercises import generate
+from service.core.mistakes import passes_needed
+from service.grading import Grader, gradescope_results
+
+from .blueprint import Blueprint
+
+blp = Blueprint(
+    "autograder",
+    __name__,
+    url_prefix="/v1",
+    description="Grade a student's backpropagation field by field, and generate exercises.",
+)
+
+CHECK_EXAMPLE = {
+    "inputs": [[0.5, -1.0], [1.5, 2.0]],
+    "targets": [[1.0], [0.0]],
+    "layers": [
+        {"weights": [[0.1, -0.2], [0.4, 0.5]], "biases": [[0.0, 0.1]], "activation": "sigmoid"},
+        {"weights": [[0.7], [-0.8]], "biases": [[0.2]], "activation": "sigmoid"},
+    ],
+    "loss": "half_mse",
+    "reduction": "sum",
+    "submission": {"layers": [None, {"db": [[0.1], [-0.05]]}]},
+}
+
+
+@blp.route("/check", methods=["POST"])
+@blp.arguments(CheckRequestSchema, example=CHECK_EXAMPLE)
+@blp.response(200, CheckResponseSchema)
+def check(request: CheckRequest):
+    """Grade each submitted field: pass or fail, and for a failure the mistake that explains it.
+
+    With `"format": "gradescope"` the answer is a Gradescope results.json document instead.
+    """
+    problem = request.gradients.problem
+    check_limits(problem, current_app.config["GRADIENT_LIMITS"], passes=passes_needed(problem))
+    grader = Grader(request.gradients, request.tolerance, request.strict_shapes, request.reveal)
+    report = grader.grade(request.submission)
+    if request.format == "gradescope":
+        return current_app.json.response(gradescope_results(report))
+    return report
+
+
+@blp.route("/exercises", methods=["POST"])
+@blp.arguments(
+    ExerciseRequestSchema,
+    example={
+        "seed": 7,
+        "layer_sizes": [2, 3, 1],
+        "activations": ["tanh", "sigmoid"],
+        "loss": "bce",
+        "decimals": 2,
+    },
+)
+@blp.response(200, ExerciseResponseSchema)
+def exercises(request: ExerciseRequest):
+    """A reproducible problem from a seed, and its solution: the same request, the same bytes."""
+    problem = generate(request.spec)
+    check_limits(problem, current_app.config["GRADIENT_LIMITS"])
+    laid_out = request.lay_out(problem)
+    return {
+        "problem": request.problem_document(laid_out),
+        "solution": laid_out.present(compute_gradients(problem)),
+    }

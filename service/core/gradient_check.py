@@ -15,7 +15,7 @@ import numpy as np
 from .activations import get_activation
 from .network import Gradients, Layer, Problem, loss_value
 
-EPSILON = 1e-6
+EPSILON = 1e-5
 TINY = 1e-8
 
 

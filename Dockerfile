@@ -17,7 +17,7 @@ COPY service ./service
 COPY schemas ./schemas
 RUN pip install --no-cache-dir .
 
-USER app
+USER 10001
 EXPOSE 8000
 
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \

@@ -18,6 +18,9 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 accesslog = "-"
 errorlog = "-"
 wsgi_app = "service:create_app()"
+# gunicorn 27's control socket lives in ~/.gunicorn, unwritable in a read-only container
+# and shared by every server on a machine; nothing here uses it.
+control_socket_disable = True
 
 # Workers already use every core; a BLAS thread pool per worker would oversubscribe
 # them. Set before any worker imports NumPy (the app is loaded after the fork).

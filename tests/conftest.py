@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,14 @@ def wait_until_healthy(base_url: str, process: subprocess.Popen, timeout: float 
     raise RuntimeError(f"server at {base_url} did not become healthy in {timeout}s")
 
 
+def launch(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """Start a server process whose output goes to a file (an unread pipe would fill and block)."""
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop_server)
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process.log = log
+    return process
+
+
 def start_server(
     command: list[str], env: dict[str, str] | None = None
 ) -> tuple[str, subprocess.Popen]:
@@ -56,9 +65,7 @@ def start_server(
     port = free_port()
     environment = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2"}
     environment.update(env or {})
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    process = launch(command, environment)
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(base_url, process)
@@ -69,13 +76,16 @@ def start_server(
 
 
 def stop_server(process: subprocess.Popen) -> str:
+    """Stop it (SIGTERM, then SIGKILL after 15 s) and return everything it logged."""
     process.terminate()
     try:
-        output, _ = process.communicate(timeout=15)
+        process.wait(timeout=15)
     except subprocess.TimeoutExpired:
         process.kill()
-        output, _ = process.communicate()
-    return output.decode(errors="replace")
+        process.wait()
+    with process.log as log:
+        log.seek(0)
+        return log.read().decode(errors="replace")
 
 
 @pytest.fixture(scope="session")

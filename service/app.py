@@ -6,10 +6,12 @@ from typing import Any
 
 from flask import Flask
 from flask_smorest import Api as SmorestApi
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from schemas import Array, ProblemDetailsSchema
 
-from . import docs
+from . import docs, ratelimit, requestlog
+from .auth import require_api_key
 from .config import Config
 from .errors import register_error_handlers
 from .json import OrjsonProvider
@@ -47,10 +49,20 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
 
+    if app.config["GRADIENT_TRUSTED_PROXIES"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["GRADIENT_TRUSTED_PROXIES"])
+
+    # Order matters: the request id first, then the rate limit (which counts failed
+    # authentications per address too), then the key check.
+    requestlog.init_app(app)
+    ratelimit.init_app(app)
+    app.before_request(require_api_key)
+
     api = Api(app)
     api.ma_plugin.converter.add_attribute_function(_array_to_openapi)
     api.register_blueprint(gradients.blp)
     api.register_blueprint(autograder.blp)
     api.register_blueprint(health.blp)
+    app.register_blueprint(health.operations)
     app.register_blueprint(docs.blp)
     return app

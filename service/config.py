@@ -7,9 +7,15 @@
 | GRADIENT_MAX_LAYERS      | 64          | layers in one request                            |
 | GRADIENT_MAX_FLOPS       | 20000000000 | estimated forward + backward floating-point ops  |
 | GRADIENT_MAX_CHECK_PARAMETERS | 5000   | parameters a numerical gradient check may nudge  |
+| GRADIENT_TIME_BUDGET_SECONDS | 20      | wall-clock budget of one computation (422 past it) |
+| GRADIENT_API_KEYS        | (none)      | comma-separated keys; when set, /v1/ needs one   |
+| GRADIENT_API_KEYS_FILE   | (none)      | a file of keys, one per line (# comments)        |
+| GRADIENT_RATELIMIT_DEFAULT | 600 per minute | per API key (per client address without keys) |
+| GRADIENT_RATELIMIT_STORAGE_URI | memory:// | redis://host:6379 shares limits across replicas |
+| GRADIENT_TRUSTED_PROXIES | 0           | proxies in front whose X-Forwarded-For is trusted |
 
-The server's own settings (HOST, PORT, WEB_CONCURRENCY) are read by
-deploy/gunicorn.conf.py.
+The server's own settings (HOST, PORT, WEB_CONCURRENCY, ...) are read by
+service/gunicorn_conf.py.
 """
 
 from __future__ import annotations
@@ -18,6 +24,30 @@ import os
 from collections.abc import Mapping
 
 from service.core import Limits
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+def api_keys(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The configured API keys: GRADIENT_API_KEYS and the lines of GRADIENT_API_KEYS_FILE."""
+    env = os.environ if env is None else env
+    keys = [key.strip() for key in env.get("GRADIENT_API_KEYS", "").split(",")]
+    path = env.get("GRADIENT_API_KEYS_FILE", "").strip()
+    if path:
+        with open(path, encoding="utf-8") as lines:
+            keys += [line.strip() for line in lines if not line.lstrip().startswith("#")]
+    return tuple(dict.fromkeys(key for key in keys if key))
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -55,6 +85,17 @@ class Config:
 
     MAX_CONTENT_LENGTH = 32 * 1024 * 1024
     GRADIENT_LIMITS = Limits()
+    GRADIENT_TIME_BUDGET_SECONDS = 20.0
+    GRADIENT_API_KEYS: tuple[str, ...] = ()
+    GRADIENT_TRUSTED_PROXIES = 0
+
+    # Flask-Limiter's own settings
+    RATELIMIT_DEFAULT = "600 per minute"
+    RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_HEADERS_ENABLED = True
+    #: a storage outage lets requests through (and is logged) rather than failing them
+    RATELIMIT_SWALLOW_ERRORS = True
+    RATELIMIT_KEY_PREFIX = "gradient"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> dict:
@@ -71,5 +112,17 @@ class Config:
             max_check_parameters=_int(
                 env, "GRADIENT_MAX_CHECK_PARAMETERS", defaults.max_check_parameters
             ),
+        )
+        settings["GRADIENT_TIME_BUDGET_SECONDS"] = _number(
+            env, "GRADIENT_TIME_BUDGET_SECONDS", cls.GRADIENT_TIME_BUDGET_SECONDS
+        )
+        settings["GRADIENT_API_KEYS"] = api_keys(env)
+        raw_proxies = env.get("GRADIENT_TRUSTED_PROXIES", "").strip()
+        settings["GRADIENT_TRUSTED_PROXIES"] = int(raw_proxies) if raw_proxies else 0
+        settings["RATELIMIT_DEFAULT"] = (
+            env.get("GRADIENT_RATELIMIT_DEFAULT", "").strip() or cls.RATELIMIT_DEFAULT
+        )
+        settings["RATELIMIT_STORAGE_URI"] = (
+            env.get("GRADIENT_RATELIMIT_STORAGE_URI", "").strip() or cls.RATELIMIT_STORAGE_URI
         )
         return settings

@@ -13,9 +13,12 @@ from http import HTTPStatus
 
 import orjson
 from flask import Flask, Response
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException
 
 from service.core import CoreError, LimitExceeded, NonFiniteResult
+
+from . import metrics
+from .requestlog import endpoint_label, request_id
 
 PROBLEM_MIMETYPE = "application/problem+json"
 PROBLEM_TYPES = {
@@ -38,6 +41,10 @@ def problem(
     body = {"type": type_, "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
     if errors:
         body["errors"] = errors
+        if status == 422:
+            metrics.count_validation_failures(endpoint_label(), errors)
+    if request_id():
+        body["request_id"] = request_id()
     return Response(orjson.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE, headers=headers)
 
 
@@ -71,9 +78,8 @@ def handle_http_exception(error: HTTPException) -> Response:
         messages = messages.get("json", messages) if isinstance(messages, dict) else messages
         errors = flatten_messages(messages)
         return problem(422, _summary(errors), errors=errors, type_=PROBLEM_TYPES["validation"])
-    headers = {}
-    if isinstance(error, MethodNotAllowed) and error.valid_methods:
-        headers["Allow"] = ", ".join(sorted(error.valid_methods))
+    # Allow (405), WWW-Authenticate (401), Retry-After (429, 503) ride along.
+    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
     return problem(error.code or 500, error.description or "", headers=headers)
 
 

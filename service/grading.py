@@ -16,6 +16,7 @@ import numpy as np
 
 from schemas.fields import shape_text
 from service.core import Gradients, compute_gradients
+from service.core.budget import NO_DEADLINE, Deadline
 from service.core.mistakes import Variant, variants
 from service.core.network import forward
 
@@ -97,12 +98,14 @@ class Grader:
         tolerance: Tolerance,
         strict_shapes: bool = False,
         reveal: bool = False,
+        deadline: Deadline = NO_DEADLINE,
     ):
         self.request = request
         self.c = request.convention
         self.tolerance = tolerance
         self.strict_shapes = strict_shapes
         self.reveal = reveal
+        self.deadline = deadline
         self.reference: Gradients = compute_gradients(request.problem)
         self._variants: list[Variant] = []
         self._variant_source: Iterator[Variant] | None = None
@@ -120,6 +123,7 @@ class Grader:
                 fwd = forward(self.request.problem)
             self._variant_source = variants(self.request.problem, fwd)
         while True:
+            self.deadline.check()
             with np.errstate(all="ignore"):
                 variant = next(self._variant_source, None)
             if variant is None:

@@ -25,16 +25,16 @@ def test_the_same_request_gives_the_same_bytes(client):
     assert client.post("/v1/exercises", json=BASE).data == first
 
 
-def test_the_same_request_gives_the_same_bytes_in_another_process(client):
+def test_the_same_request_gives_the_same_bytes_in_another_process(client, tmp_path):
+    out = tmp_path / "answer.json"
     script = (
-        "from service import create_app; import sys\n"
+        "from service import create_app; import pathlib\n"
         f"body = {BASE!r}\n"
-        "sys.stdout.buffer.write(create_app().test_client().post('/v1/exercises', json=body).data)"
+        "answer = create_app().test_client().post('/v1/exercises', json=body).data\n"
+        f"pathlib.Path({str(out)!r}).write_bytes(answer)"
     )
-    other = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, check=True
-    ).stdout
-    assert other == client.post("/v1/exercises", json=BASE).data
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, check=True)
+    assert out.read_bytes() == client.post("/v1/exercises", json=BASE).data
 
 
 def test_different_seeds_give_different_problems(client):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .activations import get_activation
+from .budget import NO_DEADLINE, Deadline
 from .network import Gradients, Layer, Problem, loss_value
 
 EPSILON = 1e-5
@@ -38,7 +39,10 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> np.ndarray:
 
 
 def gradient_check(
-    problem: Problem, analytic: Gradients, epsilon: float = EPSILON
+    problem: Problem,
+    analytic: Gradients,
+    epsilon: float = EPSILON,
+    deadline: Deadline = NO_DEADLINE,
 ) -> GradientCheck:
     with np.errstate(all="ignore"):
         inputs_to = _layer_inputs(problem)
@@ -49,7 +53,7 @@ def gradient_check(
                 ("weights", analytic.layers[i].dW),
                 ("biases", analytic.layers[i].db),
             ):
-                numeric = _numeric(problem, i, name, inputs_to[i], epsilon)
+                numeric = _numeric(problem, i, name, inputs_to[i], epsilon, deadline)
                 errors.append(float(relative_error(grad, numeric).max()))
             checks.append(LayerCheck(*errors))
     worst = max(max(c.dW, c.db) for c in checks)
@@ -65,10 +69,13 @@ def _layer_inputs(problem: Problem) -> list[np.ndarray]:
     return inputs
 
 
-def _numeric(problem: Problem, start: int, name: str, a_in: np.ndarray, eps: float) -> np.ndarray:
+def _numeric(
+    problem: Problem, start: int, name: str, a_in: np.ndarray, eps: float, deadline: Deadline
+) -> np.ndarray:
     original = getattr(problem.layers[start], name)
     numeric = np.empty_like(original)
     for index in np.ndindex(original.shape):
+        deadline.check()
         sides = []
         for step in (eps, -eps):
             nudged = original.copy()

@@ -1,8 +1,24 @@
-"""GET /healthz: the process is up and answering."""
+"""GET /healthz (alive), GET /readyz (ready to compute), GET /metrics (Prometheus)."""
+
+import numpy as np
+from flask import Blueprint as FlaskBlueprint
+from werkzeug.exceptions import ServiceUnavailable
+
+from service import lifecycle, metrics
+from service.core import Layer, Problem, compute_gradients
 
 from .blueprint import Blueprint
 
-blp = Blueprint("health", __name__, description="Liveness.")
+blp = Blueprint("health", __name__, description="Liveness and readiness.")
+operations = FlaskBlueprint("operations", __name__)
+
+#: A tiny problem whose answer is known: 1 * 2 + 1 = 3, identity, half_mse against 0.
+_PROBE = Problem(
+    inputs=np.array([[1.0]]),
+    targets=np.array([[0.0]]),
+    layers=(Layer(weights=np.array([[2.0]]), biases=np.array([1.0]), activation="identity"),),
+    loss="half_mse",
+)
 
 
 @blp.route("/healthz", methods=["GET"])
@@ -10,3 +26,20 @@ blp = Blueprint("health", __name__, description="Liveness.")
 def healthz():
     """Always 200 while the process serves requests."""
     return {"status": "ok"}
+
+
+@blp.route("/readyz", methods=["GET"])
+@blp.response(200)
+def readyz():
+    """200 when this worker computes correctly; 503 once it is shutting down."""
+    if lifecycle.is_draining():
+        raise ServiceUnavailable("this worker is shutting down; requests in flight will finish.")
+    result = compute_gradients(_PROBE)
+    if result.loss != 4.5 or result.layers[0].db[0] != 3.0:
+        raise ServiceUnavailable("the numerical core gave a wrong answer to the readiness probe.")
+    return {"status": "ready"}
+
+
+@operations.route("/metrics")
+def prometheus_metrics():
+    return metrics.metrics_response()

@@ -1,0 +1,88 @@
+"""One JSON line per request on stdout, a request id on every answer, and the metrics.
+
+The request id is the client's X-Request-ID when it is a sane token, else a
+new one; it is echoed in the X-Request-ID header and in problem documents so
+a student's error report can be found in the logs.  Bodies and keys are never
+logged: the line holds sizes, and the key only as a short hash.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+from flask import Flask, Response, g, has_request_context, request
+
+from . import metrics
+
+HEADER = "X-Request-ID"
+_SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+log = logging.getLogger("gradient.access")
+
+
+def request_id() -> str | None:
+    return g.get("request_id") if has_request_context() else None
+
+
+def endpoint_label() -> str:
+    """The route's pattern, never the raw path: unknown paths must not create new series."""
+    return request.url_rule.rule if request.url_rule else "(unmatched)"
+
+
+def _start() -> None:
+    incoming = request.headers.get(HEADER, "")
+    g.request_id = incoming if _SANE_ID.fullmatch(incoming) else uuid.uuid4().hex
+    g.started = time.perf_counter()
+
+
+def _finish(response: Response) -> Response:
+    response.headers[HEADER] = g.get("request_id", "")
+    seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    sizes = (request.content_length or 0, response.calculate_content_length() or 0)
+    metrics.observe(endpoint_label(), request.method, response.status_code, seconds, sizes)
+    log.info(
+        "request",
+        extra={
+            "fields": {
+                "request_id": g.get("request_id"),
+                "method": request.method,
+                "endpoint": endpoint_label(),
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round(seconds * 1000, 3),
+                "request_bytes": sizes[0],
+                "response_bytes": sizes[1],
+                "client": request.remote_addr,
+                "key_id": g.get("key_id"),
+            }
+        },
+    )
+    return response
+
+
+class JsonLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "message": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
+        return orjson.dumps(line).decode()
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_start)
+    app.after_request(_finish)
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(JsonLines())
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False

@@ -10,7 +10,9 @@ from schemas import (
     ExerciseRequestSchema,
     ExerciseResponseSchema,
 )
+from service import metrics
 from service.core import check_limits, compute_gradients
+from service.core.budget import Deadline
 from service.core.exercises import generate
 from service.core.mistakes import passes_needed
 from service.grading import Grader, gradescope_results
@@ -47,8 +49,15 @@ def check(request: CheckRequest):
     """
     problem = request.gradients.problem
     check_limits(problem, current_app.config["GRADIENT_LIMITS"], passes=passes_needed(problem))
-    grader = Grader(request.gradients, request.tolerance, request.strict_shapes, request.reveal)
+    grader = Grader(
+        request.gradients,
+        request.tolerance,
+        request.strict_shapes,
+        request.reveal,
+        deadline=Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"]),
+    )
     report = grader.grade(request.submission)
+    metrics.count_diagnoses(r.diagnosis for r in report.results if r.diagnosis)
     if request.format == "gradescope":
         return current_app.json.response(gradescope_results(report))
     return report

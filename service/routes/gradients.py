@@ -10,6 +10,7 @@ from schemas import (
     NeuronResponseSchema,
 )
 from service.core import NeuronProblem, check_limits, compute_gradients, neuron_terms
+from service.core.budget import Deadline
 from service.core.gradient_check import gradient_check
 
 from .blueprint import Blueprint
@@ -47,7 +48,10 @@ def gradients(request: GradientsRequest):
     """
     check_limits(request.problem, current_app.config["GRADIENT_LIMITS"], request.gradient_check)
     result = compute_gradients(request.problem)
-    check = gradient_check(request.problem, result) if request.gradient_check else None
+    check = None
+    if request.gradient_check:
+        budget = Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"])
+        check = gradient_check(request.problem, result, deadline=budget)
     return request.present(result, check)
 
 

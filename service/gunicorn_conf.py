@@ -1,28 +1,97 @@
-"""gunicorn settings, from the environment: ``gunicorn -c python:service.gunicorn_conf``.
+"""gunicorn settings, each with its reason: ``gunicorn -c python:service.gunicorn_conf``.
 
-| variable         | default      | meaning                                   |
-|------------------|--------------|-------------------------------------------|
-| HOST             | 127.0.0.1    | address to bind (the image sets 0.0.0.0)   |
-| PORT             | 8000         | port to bind                              |
-| WEB_CONCURRENCY  | CPU count    | worker processes                          |
-| GUNICORN_TIMEOUT | 60           | seconds before a stuck worker is replaced |
+| variable                | default    | meaning                                        |
+|-------------------------|------------|------------------------------------------------|
+| HOST                    | 127.0.0.1  | address to bind (the image sets 0.0.0.0)        |
+| PORT                    | 8000       | port to bind                                   |
+| WEB_CONCURRENCY         | CPU count  | worker processes                               |
+| GUNICORN_TIMEOUT        | 60         | seconds before a stuck worker is replaced      |
+| GUNICORN_GRACEFUL_TIMEOUT | 30       | seconds a draining worker may finish requests in |
+| GUNICORN_MAX_REQUESTS   | 5000       | requests before a worker is recycled (0: never) |
 """
 
+import logging
 import os
+import shutil
+import signal
+import tempfile
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-# The work is CPU-bound NumPy: one worker per core, one thread each.
-workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
-threads = 1
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
-accesslog = "-"
-errorlog = "-"
 wsgi_app = "service:create_app()"
-# gunicorn 27's control socket lives in ~/.gunicorn, unwritable in a read-only container
-# and shared by every server on a machine; nothing here uses it.
+
+# The work is CPU-bound NumPy: one single-threaded worker per core. Two one-thread
+# workers out-serve one two-thread process on these machines (no GIL contention, no
+# BLAS threads fighting over the same cores).
+workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
+worker_class = "sync"
+threads = 1
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")  # before any worker imports NumPy
+
+# The service's own time budget (GRADIENT_TIME_BUDGET_SECONDS, 20 s) ends a long
+# computation with a clear 422 well before this kills the worker with an HTML 500.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+# On SIGTERM a worker stops accepting, /readyz turns 503, and requests in flight
+# get this long to finish; compose's stop_grace_period and Kubernetes'
+# terminationGracePeriodSeconds are longer.
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+# Recycle workers now and then (staggered by the jitter) so a slow leak in any
+# library cannot grow without bound.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "5000"))
+max_requests_jitter = max_requests // 10
+# Behind a load balancer that reuses connections.
+keepalive = 5
+
+# The service writes one JSON line per request itself (service/requestlog.py).
+accesslog = None
+errorlog = "-"
+# gunicorn 27's control socket lives in ~/.gunicorn, unwritable in a read-only
+# container and shared by every server on a machine; nothing here uses it.
 control_socket_disable = True
 
-# Workers already use every core; a BLAS thread pool per worker would oversubscribe
-# them. Set before any worker imports NumPy (the app is loaded after the fork).
-for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_variable, "1")
+# Prometheus' multiprocess mode: every worker writes its samples here, /metrics
+# aggregates them. Set before the workers fork and import prometheus_client.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gradient-metrics-")
+    _OWN_METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+else:
+    _OWN_METRICS_DIR = None
+
+
+def when_ready(server):
+    from service.config import api_keys
+
+    if not api_keys():
+        server.log.warning(
+            "no API keys configured (GRADIENT_API_KEYS, GRADIENT_API_KEYS_FILE): "
+            "/v1/ is open to anyone who can reach it"
+        )
+    else:
+        server.log.info("API keys required on /v1/ (%d configured)", len(api_keys()))
+
+
+def post_worker_init(worker):
+    """On SIGTERM, mark the worker draining (/readyz: 503) before gunicorn's own handler."""
+    from service import lifecycle
+
+    graceful_exit = worker.handle_exit
+
+    def drain_then_exit(signum, frame):
+        lifecycle.mark_draining()
+        graceful_exit(signum, frame)
+
+    signal.signal(signal.SIGTERM, drain_then_exit)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
+
+
+logging.getLogger("gunicorn.error").propagate = False

@@ -1,22 +1,32 @@
 # The gradient service: gunicorn serving service:create_app() on $PORT.
-FROM python:3.11-slim
+# Stage 1 builds the project and its pinned dependencies; stage 2 carries only the result.
+FROM python:3.11.11-slim-bookworm AS build
 
-ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    HOST=0.0.0.0 \
-    PORT=8000
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
-WORKDIR /app
-
-RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin app
-
+WORKDIR /src
+COPY deploy/requirements.lock ./
+RUN pip install --no-cache-dir --prefix=/install -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY schemas ./schemas
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir --prefix=/install --no-deps .
 
+
+FROM python:3.11.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    OPENBLAS_NUM_THREADS=1 \
+    OMP_NUM_THREADS=1 \
+    HOST=0.0.0.0 \
+    PORT=8000
+
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin app
+COPY --from=build /install /usr/local
+
+WORKDIR /home/app
 USER 10001
 EXPOSE 8000
 

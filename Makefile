@@ -19,12 +19,17 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-# docker-compose (the Python one, from Debian) validates docker-compose.yml offline.
+# Debian packages the tests use for real: redis-server (rate limits shared across
+# workers). Installed through apt when running as root; tests that need a missing one fail
+# with a message naming it.
+SYSTEM_PACKAGES := redis-server
 system-deps:
-	@command -v docker-compose >/dev/null 2>&1 || { \
+	@missing=""; for tool in redis-server; do command -v $$tool >/dev/null 2>&1 || missing=1; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; \
-	  else echo "note: docker-compose not installed; the compose file test will be skipped"; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
+	  else echo "install these Debian packages first: $(SYSTEM_PACKAGES)"; exit 1; fi; \
+	fi
 
 run: $(VENV)/.runtime
 	PORT=$(PORT) $(BIN)/gradient-service serve

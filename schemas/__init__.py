@@ -1,6 +1,11 @@
 """marshmallow schemas: the boundary that parses JSON into canonical arrays."""
 
-from .check import CheckRequest, CheckRequestSchema, CheckResponseSchema
+from .check import (
+    CheckRequest,
+    CheckRequestSchema,
+    CheckResponseSchema,
+    GradescopeResultsSchema,
+)
 from .conventions import CONVENTIONS, Convention
 from .exercises import ExerciseRequest, ExerciseRequestSchema, ExerciseResponseSchema
 from .fields import Array, Number
@@ -18,6 +23,7 @@ __all__ = [
     "ExerciseRequest",
     "ExerciseRequestSchema",
     "ExerciseResponseSchema",
+    "GradescopeResultsSchema",
     "GradientsRequest",
     "GradientsRequestSchema",
     "GradientsResponseSchema",

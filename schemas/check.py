@@ -128,3 +128,20 @@ class CheckResponseSchema(StrictSchema):
     checked = fields.Integer(required=True)
     correct = fields.Integer(required=True)
     results = fields.List(fields.Nested(FieldResultSchema), required=True)
+
+
+class GradescopeTestSchema(StrictSchema):
+    name = fields.String(required=True, metadata={"example": "layers.1.db"})
+    score = fields.Integer(required=True)
+    max_score = fields.Integer(required=True)
+    status = fields.String(required=True, metadata={"enum": ["passed", "failed"]})
+    output = fields.String(required=True)
+
+
+class GradescopeResultsSchema(StrictSchema):
+    """Gradescope's results.json: one test, worth one point, per checked field."""
+
+    score = fields.Integer(required=True)
+    output = fields.String(required=True)
+    visibility = fields.String(required=True)
+    tests = fields.List(fields.Nested(GradescopeTestSchema), required=True)

@@ -76,6 +76,17 @@ class Flag(fields.Boolean):
         return value
 
 
+def positive_number(**kwargs) -> Number:
+    """A Number that must be > 0, documented as such (OpenAPI 3.0's exclusiveMinimum)."""
+    return Number(
+        validate=validate.Range(
+            min=0, min_inclusive=False, error="must be greater than 0 (got {input})."
+        ),
+        metadata={"exclusiveMinimum": True, **kwargs.pop("metadata", {})},
+        **kwargs,
+    )
+
+
 def _first_defect(value: Any, ndim: int, path: str = "") -> str | None:
     """Walk a nested list to say what is wrong with it and where (error path only)."""
     if ndim == 0:

@@ -28,7 +28,7 @@ from service.core.gradient_check import GradientCheck
 
 from .base import StrictSchema
 from .conventions import CONVENTIONS, Convention
-from .fields import Array, Choice, Flag, Number, shape_text
+from .fields import Array, Choice, Flag, Number, positive_number, shape_text
 
 INCLUDABLE = ("z", "a", "dz")
 ACTIVATION_NAMES = (*ACTIVATIONS, *ALIASES)
@@ -147,12 +147,7 @@ class NetworkProblemSchema(StrictSchema):
 
 
 class GradientsRequestSchema(NetworkProblemSchema):
-    learning_rate = Number(
-        load_default=None,
-        validate=validate.Range(
-            min=0, min_inclusive=False, error="must be greater than 0 (got {input})."
-        ),
-    )
+    learning_rate = positive_number(load_default=None)
     include = fields.List(
         fields.String(validate=Choice(INCLUDABLE, "array")),
         load_default=lambda: ["a"],

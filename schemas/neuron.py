@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from marshmallow import ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import ValidationError, fields, post_load, validates_schema
 
 from service.core import ALIASES, ELEMENTWISE, LOSSES, NeuronProblem
 
 from .base import StrictSchema
-from .fields import Array, Choice, Number, shape_text
+from .fields import Array, Choice, Number, positive_number, shape_text
 
 NEURON_ACTIVATIONS = (*ELEMENTWISE, *ALIASES)
 NEURON_LOSSES = tuple(name for name, loss in LOSSES.items() if loss.mean_over_elements)
@@ -28,12 +28,7 @@ class NeuronRequestSchema(StrictSchema):
         validate=Choice(NEURON_LOSSES, "loss"),
         metadata={"enum": list(NEURON_LOSSES)},
     )
-    learning_rate = Number(
-        load_default=0.1,
-        validate=validate.Range(
-            min=0, min_inclusive=False, error="must be greater than 0 (got {input})."
-        ),
-    )
+    learning_rate = positive_number(load_default=0.1)
 
     @validates_schema(skip_on_field_errors=True)
     def _check(self, data, **kwargs):

@@ -13,3 +13,6 @@ class ProblemDetailsSchema(Schema):
         values=fields.List(fields.String()),
         metadata={"description": "field path -> messages, for validation errors"},
     )
+    request_id = fields.String(
+        metadata={"description": "the X-Request-ID of the request, to find it in the logs"}
+    )

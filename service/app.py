@@ -8,12 +8,12 @@ from flask import Flask
 from flask_smorest import Api as SmorestApi
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from schemas import Array, ProblemDetailsSchema
+from schemas import Array, CheckResponseSchema, GradescopeResultsSchema, ProblemDetailsSchema
 
 from . import docs, ratelimit, requestlog
 from .auth import require_api_key
 from .config import Config
-from .errors import register_error_handlers
+from .errors import PROBLEM_MIMETYPE, register_error_handlers
 from .json import OrjsonProvider
 from .routes import autograder, gradients, health
 
@@ -25,6 +25,14 @@ class Api(SmorestApi):
 
     def _register_error_handlers(self):
         register_error_handlers(self._app)
+
+    def _register_responses(self):
+        # flask-smorest documents its error responses with the success content type.
+        self.DEFAULT_RESPONSE_CONTENT_TYPE = PROBLEM_MIMETYPE
+        try:
+            super()._register_responses()
+        finally:
+            del self.DEFAULT_RESPONSE_CONTENT_TYPE
 
 
 def _array_to_openapi(self, field, **kwargs) -> dict:
@@ -60,6 +68,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     api = Api(app)
     api.ma_plugin.converter.add_attribute_function(_array_to_openapi)
+    # /v1/check answers one of two documents, so they are registered by name
+    api.spec.components.schema("CheckResponse", schema=CheckResponseSchema)
+    api.spec.components.schema("GradescopeResults", schema=GradescopeResultsSchema)
     api.register_blueprint(gradients.blp)
     api.register_blueprint(autograder.blp)
     api.register_blueprint(health.blp)

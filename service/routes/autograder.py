@@ -9,6 +9,7 @@ from schemas import (
     ExerciseRequest,
     ExerciseRequestSchema,
     ExerciseResponseSchema,
+    GradescopeResultsSchema,
 )
 from service import metrics
 from service.core import check_limits, compute_gradients
@@ -39,9 +40,25 @@ CHECK_EXAMPLE = {
 }
 
 
+CHECK_RESPONSE, GRADESCOPE_RESULTS = CheckResponseSchema(), GradescopeResultsSchema()
+
+
+def _one_of(*names: str) -> dict:
+    return {"oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in names]}
+
+
 @blp.route("/check", methods=["POST"])
 @blp.arguments(CheckRequestSchema, example=CHECK_EXAMPLE)
-@blp.response(200, CheckResponseSchema)
+@blp.doc(
+    responses={
+        "200": {
+            "description": "The graded fields; a Gradescope results.json with format=gradescope.",
+            "content": {
+                "application/json": {"schema": _one_of("CheckResponse", "GradescopeResults")}
+            },
+        }
+    }
+)
 def check(request: CheckRequest):
     """Grade each submitted field: pass or fail, and for a failure the mistake that explains it.
 
@@ -59,8 +76,8 @@ def check(request: CheckRequest):
     report = grader.grade(request.submission)
     metrics.count_diagnoses(r.diagnosis for r in report.results if r.diagnosis)
     if request.format == "gradescope":
-        return current_app.json.response(gradescope_results(report))
-    return report
+        return current_app.json.response(GRADESCOPE_RESULTS.dump(gradescope_results(report)))
+    return current_app.json.response(CHECK_RESPONSE.dump(report))
 
 
 @blp.route("/exercises", methods=["POST"])

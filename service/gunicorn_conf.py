@@ -25,8 +25,6 @@ wsgi_app = "service:create_app()"
 workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
 worker_class = "sync"
 threads = 1
-for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_variable, "1")  # before any worker imports NumPy
 
 # The service's own time budget (GRADIENT_TIME_BUDGET_SECONDS, 20 s) ends a long
 # computation with a clear 422 well before this kills the worker with an HTML 500.
@@ -49,13 +47,19 @@ errorlog = "-"
 # container and shared by every server on a machine; nothing here uses it.
 control_socket_disable = True
 
-# Prometheus' multiprocess mode: every worker writes its samples here, /metrics
-# aggregates them. Set before the workers fork and import prometheus_client.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gradient-metrics-")
-    _OWN_METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-else:
-    _OWN_METRICS_DIR = None
+_own_metrics_dir: list[str] = []
+
+
+def on_starting(server):
+    """In the master, before any worker forks (importing this module changes nothing)."""
+    # One BLAS thread per worker, set before any worker imports NumPy.
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
+    # Prometheus' multiprocess mode: every worker writes its samples here and /metrics
+    # aggregates them; it must be set before the workers import prometheus_client.
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gradient-metrics-")
+        _own_metrics_dir.append(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 
 def when_ready(server):
@@ -90,8 +94,8 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    if _OWN_METRICS_DIR:
-        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
+    for directory in _own_metrics_dir:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 logging.getLogger("gunicorn.error").propagate = False

@@ -66,6 +66,14 @@ def _finish(response: Response) -> Response:
     return response
 
 
+class _Stdout(logging.StreamHandler):
+    """Writes to whatever sys.stdout is now (test runners swap it), not the one at start."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stdout
+        super().emit(record)
+
+
 class JsonLines(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = {
@@ -81,7 +89,7 @@ def init_app(app: Flask) -> None:
     app.before_request(_start)
     app.after_request(_finish)
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stdout)
+        handler = _Stdout()
         handler.setFormatter(JsonLines())
         log.addHandler(handler)
         log.setLevel(logging.INFO)

@@ -131,6 +131,11 @@ def test_each_key_has_its_own_budget():
     assert [post("key-b") for _ in range(2)] == [200, 200]
 
 
+def test_an_unreachable_limit_store_lets_requests_through():
+    client = limited_app("2 per minute", RATELIMIT_STORAGE_URI="redis://127.0.0.1:1").test_client()
+    assert [client.post("/v1/neuron", json=NEURON).status_code for _ in range(3)] == [200] * 3
+
+
 @pytest.fixture(scope="module")
 def redis_url():
     """A real Redis server on a free loopback port (Debian's redis-server)."""

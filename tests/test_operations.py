@@ -218,7 +218,7 @@ def test_metrics_count_requests_validation_failures_and_diagnoses(client):
             old = 0.0
         return metric(after, name, **labels) - old
 
-    assert grew("gradient_requests_total", endpoint="/v1/neuron", status="200") == 1
+    assert grew("gradient_requests_total", endpoint="/v1/neuron", method="POST", status="200") == 1
     assert grew("gradient_validation_failures_total", endpoint="/v1/neuron", field="b") == 1
     assert grew("gradient_diagnoses_total", diagnosis="wrong_shape") == 1
     assert grew("gradient_request_duration_seconds_count", endpoint="/v1/neuron") == 2
@@ -232,7 +232,10 @@ def test_metrics_add_up_across_gunicorn_workers():
         text = requests.get(f"{base_url}/metrics", timeout=10).text
     finally:
         stop_server(process)
-    assert metric(text, "gradient_requests_total", endpoint="/v1/neuron", status="200") == 10
+    assert (
+        metric(text, "gradient_requests_total", endpoint="/v1/neuron", method="POST", status="200")
+        == 10
+    )
 
 
 def test_one_json_log_line_per_request_with_the_request_id(client, capsys):

@@ -72,12 +72,14 @@ def variants(problem: Problem, fwd: Forward) -> Iterator[Variant]:
         )
 
     activations = [_activation(problem, i) for i in range(last + 1)]
-    for code, applies, rule in LAYER_MISTAKES:
+    for code, applies, rule, at_output in LAYER_MISTAKES:
         layers = [i for i, name in enumerate(activations) if applies(name, i == last, problem)]
         scopes = [(i,) for i in reversed(layers)]
         if len(layers) > 1:
             scopes.append(tuple(layers))
         for scope in scopes:
+            if at_output and last not in scope:
+                continue
             yield Variant(
                 code, scope, backward(problem, fwd, dz_rule=_in_layers(scope, rule, problem))
             )
@@ -105,8 +107,11 @@ def _derivative_of_error(problem, i, z, a, dL_da, dz):
 
 
 def _derivative_of_raw_error(problem, i, z, a, dL_da, dz):
-    # the same, with the error taken as a - y whatever the loss and reduction
-    return OUTPUT_FORM_DERIVATIVES[_activation(problem, i)](a - problem.targets)
+    # the same, with the output's error taken as a - y whatever the loss and reduction
+    # (the seed's dh2 = h2 - y), and the error coming back to a hidden layer as it is
+    is_output = i == len(problem.layers) - 1
+    error = a - problem.targets if is_output else dL_da()
+    return OUTPUT_FORM_DERIVATIVES[_activation(problem, i)](error)
 
 
 def _activation(problem: Problem, i: int) -> str:
@@ -118,17 +123,15 @@ def _has_output_form(name: str, is_output: bool, problem: Problem) -> bool:
     return name in OUTPUT_FORM_DERIVATIVES
 
 
-def _is_output_with_output_form(name: str, is_output: bool, problem: Problem) -> bool:
-    return is_output and name in OUTPUT_FORM_DERIVATIVES
-
-
 def _has_a_derivative(name: str, is_output: bool, problem: Problem) -> bool:
     return name != "identity"
 
 
+#: (diagnosis, which layers it can be made in, the mistaken dz rule, only in scopes that
+#: include the output layer). Each is tried in every such layer alone, then in all of them.
 LAYER_MISTAKES = (
-    ("derivative_of_preactivation", _has_output_form, _preactivation_derivative),
-    ("derivative_of_error", _has_output_form, _derivative_of_error),
-    ("derivative_of_error", _is_output_with_output_form, _derivative_of_raw_error),
-    ("missing_activation_derivative", _has_a_derivative, _missing_derivative),
+    ("derivative_of_preactivation", _has_output_form, _preactivation_derivative, False),
+    ("derivative_of_error", _has_output_form, _derivative_of_error, False),
+    ("derivative_of_error", _has_output_form, _derivative_of_raw_error, True),
+    ("missing_activation_derivative", _has_a_derivative, _missing_derivative, False),
 )

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from marshmallow import ValidationError, fields, post_load, validates_schema
+from marshmallow import (
+    ValidationError,
+    fields,
+    post_dump,
+    post_load,
+    validate,
+    validates_schema,
+)
 
 from service.core import ALIASES, ELEMENTWISE, LOSSES, NeuronProblem
 
 from .base import StrictSchema
-from .fields import Array, Choice, Number, positive_number, shape_text
+from .fields import Array, Choice, Number, Whole, positive_number, shape_text
 
 NEURON_ACTIVATIONS = (*ELEMENTWISE, *ALIASES)
 NEURON_LOSSES = tuple(name for name, loss in LOSSES.items() if loss.mean_over_elements)
+MAX_CURVE_POINTS = 401
+MAX_STEPS = 200
 
 
 class NeuronRequestSchema(StrictSchema):
@@ -29,6 +38,19 @@ class NeuronRequestSchema(StrictSchema):
         metadata={"enum": list(NEURON_LOSSES)},
     )
     learning_rate = positive_number(load_default=0.1)
+    curve_points = Whole(
+        load_default=0,
+        validate=validate.Range(min=0, max=MAX_CURVE_POINTS),
+        metadata={"description": "also return the loss at this many values of b around b"},
+    )
+    curve_span = positive_number(
+        load_default=2.0, metadata={"description": "the curve runs from b - span to b + span"}
+    )
+    steps = Whole(
+        load_default=0,
+        validate=validate.Range(min=0, max=MAX_STEPS),
+        metadata={"description": "also return this many gradient-descent steps in b"},
+    )
 
     @validates_schema(skip_on_field_errors=True)
     def _check(self, data, **kwargs):
@@ -60,6 +82,11 @@ class NeuronRequestSchema(StrictSchema):
         return NeuronProblem(**data)
 
 
+class CurveSchema(StrictSchema):
+    b = Array(ndims=(1,), required=True)
+    loss = Array(ndims=(1,), required=True)
+
+
 class NeuronResponseSchema(StrictSchema):
     z = Number(required=True, metadata={"description": "w . x + b"})
     a = Number(required=True, metadata={"description": "f(z)"})
@@ -72,6 +99,15 @@ class NeuronResponseSchema(StrictSchema):
     dL_dw = Array(ndims=(0, 1), required=True, metadata={"description": "dL/dz * x, shape of w"})
     b_next = Number(required=True, metadata={"description": "b - learning_rate * dL_db"})
     w_next = Array(ndims=(0, 1), required=True)
+    loss_curve = fields.Nested(CurveSchema, metadata={"description": "with curve_points"})
+    trajectory = fields.Nested(CurveSchema, metadata={"description": "with steps; starts at b"})
     numerical_dL_db = Number(
         required=True, metadata={"description": "central finite difference of the loss in b"}
     )
+
+    @post_dump
+    def _drop_unrequested(self, data, **kwargs):
+        for name in ("loss_curve", "trajectory"):
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data

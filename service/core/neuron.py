@@ -10,7 +10,7 @@ the calculator and /v1/gradients can never disagree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -30,6 +30,18 @@ class NeuronProblem:
     activation: str
     loss: str
     learning_rate: float = 0.1
+    #: sample the loss at this many values of b around b (0: none)
+    curve_points: int = 0
+    #: ... from b - curve_span to b + curve_span
+    curve_span: float = 2.0
+    #: take this many gradient-descent steps in b, w held fixed (0: none)
+    steps: int = 0
+
+
+@dataclass(frozen=True)
+class Curve:
+    b: Array
+    loss: Array
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,10 @@ class NeuronTerms:
     b_next: float
     w_next: Array  # shape of w
     numerical_dL_db: float
+    #: the loss as a function of b, w held fixed
+    loss_curve: Curve | None = None
+    #: b and the loss after each of the requested descent steps, starting at b
+    trajectory: Curve | None = None
 
 
 def _loss_at(problem: NeuronProblem, b: float) -> float:
@@ -57,9 +73,13 @@ def _loss_at(problem: NeuronProblem, b: float) -> float:
 def neuron_terms(problem: NeuronProblem) -> NeuronTerms:
     """Every term; an overflow is reported by name rather than raised by NumPy."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        terms = _terms(problem)
+        terms = replace(
+            _terms(problem), loss_curve=_loss_curve(problem), trajectory=_descent(problem)
+        )
     for name, value in vars(terms).items():
-        if not np.isfinite(value).all():
+        if isinstance(value, Curve):
+            name, value = f"{name}.loss", value.loss
+        if value is not None and not np.isfinite(value).all():
             raise NonFiniteResult(
                 name,
                 f"{name} overflowed to a non-finite value (z = {terms.z:.6g} saturates "
@@ -94,3 +114,23 @@ def _terms(problem: NeuronProblem) -> NeuronTerms:
         w_next=problem.w - problem.learning_rate * dL_dw,
         numerical_dL_db=float(numerical),
     )
+
+
+def _loss_curve(problem: NeuronProblem) -> Curve | None:
+    if not problem.curve_points:
+        return None
+    bs = np.linspace(
+        problem.b - problem.curve_span, problem.b + problem.curve_span, problem.curve_points
+    )
+    return Curve(b=bs, loss=np.array([_loss_at(problem, b) for b in bs]))
+
+
+def _descent(problem: NeuronProblem) -> Curve | None:
+    if not problem.steps:
+        return None
+    bs, losses = [problem.b], [_loss_at(problem, problem.b)]
+    for _ in range(problem.steps):
+        step = _terms(replace(problem, b=bs[-1]))
+        bs.append(step.b_next)
+        losses.append(_loss_at(problem, step.b_next))
+    return Curve(b=np.array(bs), loss=np.array(losses))

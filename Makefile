@@ -20,11 +20,11 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	touch $@
 
 # Debian packages the tests use for real: redis-server (rate limits shared across
-# workers). Installed through apt when running as root; tests that need a missing one fail
+# workers) and chromium (the page's browser tests, driven by Playwright). Installed through apt when running as root; tests that need a missing one fail
 # with a message naming it.
-SYSTEM_PACKAGES := redis-server
+SYSTEM_PACKAGES := redis-server chromium
 system-deps:
-	@missing=""; for tool in redis-server; do command -v $$tool >/dev/null 2>&1 || missing=1; done; \
+	@missing=""; for tool in redis-server chromium; do command -v $$tool >/dev/null 2>&1 || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \

@@ -15,7 +15,7 @@ from .auth import require_api_key
 from .config import Config
 from .errors import PROBLEM_MIMETYPE, register_error_handlers
 from .json import OrjsonProvider
-from .routes import autograder, gradients, health
+from .routes import autograder, gradients, health, page
 
 
 class Api(SmorestApi):
@@ -76,4 +76,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     api.register_blueprint(health.blp)
     app.register_blueprint(health.operations)
     app.register_blueprint(docs.blp)
+    app.register_blueprint(page.blp)
     return app

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from marshmallow import ValidationError, fields, validate
 
+from . import binary
+
 
 def json_type(value: Any) -> str:
     """The JSON name of a decoded value, for error messages."""
@@ -140,21 +142,31 @@ class Array(fields.Field):
         return " or ".join(names[n] for n in self.ndims)
 
     def _deserialize(self, value, attr, data, **kwargs) -> np.ndarray:
+        if binary.is_binary(value):
+            return self._checked(binary.decode(value))
         if not isinstance(value, list) and not (0 in self.ndims and _is_number(value)):
             raise ValidationError(f"expected {self._expected()}, got {json_type(value)}.")
         try:
             array = np.array(value)
         except ValueError:
             raise ValidationError(_ragged_defect(value)) from None
+        self._check_ndim(array)
+        if array.dtype.kind not in "iuf" or _holds_a_boolean(value, array.ndim):
+            raise ValidationError(
+                _first_defect(value, array.ndim) or "every element must be a JSON number."
+            )
+        return self._checked(array)
+
+    def _check_ndim(self, array: np.ndarray) -> None:
         if array.ndim not in self.ndims:
             raise ValidationError(
                 f"expected {self._expected()}, got a {array.ndim}-D array of shape "
                 f"{shape_text(array.shape)}."
             )
-        if array.dtype.kind not in "iuf" or _holds_a_boolean(value, array.ndim):
-            raise ValidationError(
-                _first_defect(value, array.ndim) or "every element must be a JSON number."
-            )
+
+    def _checked(self, array: np.ndarray) -> np.ndarray:
+        """The checks both forms share: dimensions, emptiness, finiteness; float64 out."""
+        self._check_ndim(array)
         if array.size == 0:
             raise ValidationError(f"the array is empty (shape {shape_text(array.shape)}).")
         array = array.astype(np.float64, copy=False)
@@ -163,8 +175,8 @@ class Array(fields.Field):
         return array
 
     def _serialize(self, value, attr, obj, **kwargs):
-        if value is None:
-            return None
+        if value is None or binary.is_binary(value):
+            return value  # already in the binary form the client asked for
         value = np.asarray(value, dtype=np.float64)
         # orjson serialises C-contiguous ndarrays natively; a bare number stays a number.
         return float(value) if value.ndim == 0 else np.ascontiguousarray(value)

@@ -26,11 +26,13 @@ from service.core import (
 )
 from service.core.gradient_check import GradientCheck
 
+from . import binary
 from .base import StrictSchema
 from .conventions import CONVENTIONS, Convention
 from .fields import Array, Choice, Flag, Number, positive_number, shape_text
 
 INCLUDABLE = ("z", "a", "dz")
+ENCODINGS = ("json", "base64")
 ACTIVATION_NAMES = (*ACTIVATIONS, *ALIASES)
 #: probability targets for cross_entropy must sum to 1 within this
 PROBABILITY_TOLERANCE = 1e-6
@@ -70,6 +72,8 @@ class GradientsRequest:
     include: tuple[str, ...]
     learning_rate: float | None
     gradient_check: bool = False
+    #: "base64": every array of the answer in the binary form
+    encoding: str = "json"
 
     def client_array(self, out: LayerResult, layer: int, name: str) -> np.ndarray:
         """One of a layer's results (z, a, dz, dW, db) in the client's convention and shapes."""
@@ -81,11 +85,12 @@ class GradientsRequest:
 
     def present(self, result: Gradients, check: GradientCheck | None = None) -> dict:
         """The core's canonical result, back in the client's convention and shapes."""
+        out_form = binary.encode if self.encoding == "base64" else (lambda array: array)
         names = (*self.include, "dW", "db")
         answer = {
             "loss": result.loss,
             "layers": [
-                {name: self.client_array(out, i, name) for name in names}
+                {name: out_form(self.client_array(out, i, name)) for name in names}
                 for i, out in enumerate(result.layers)
             ],
         }
@@ -93,8 +98,8 @@ class GradientsRequest:
             lr, c = self.learning_rate, self.convention
             answer["updated_layers"] = [
                 {
-                    "weights": c.weights(layer.weights - lr * out.dW),
-                    "biases": (layer.biases - lr * out.db).reshape(shape),
+                    "weights": out_form(c.weights(layer.weights - lr * out.dW)),
+                    "biases": out_form((layer.biases - lr * out.db).reshape(shape)),
                 }
                 for layer, out, shape in zip(self.problem.layers, result.layers, self.bias_shapes)
             ]
@@ -163,6 +168,15 @@ class GradientsRequestSchema(NetworkProblemSchema):
         },
     )
 
+    encoding = fields.String(
+        load_default="json",
+        validate=Choice(ENCODINGS, "encoding"),
+        metadata={
+            "enum": list(ENCODINGS),
+            "description": "base64: every array of the answer as {dtype, shape, data}",
+        },
+    )
+
     @post_load
     def _to_request(self, data, **kwargs) -> GradientsRequest:
         return gradients_request(
@@ -170,6 +184,7 @@ class GradientsRequestSchema(NetworkProblemSchema):
             include=data["include"],
             learning_rate=data["learning_rate"],
             gradient_check=data["gradient_check"],
+            encoding=data["encoding"],
         )
 
 
@@ -178,6 +193,7 @@ def gradients_request(
     include: Iterable[str] = ("a",),
     learning_rate: float | None = None,
     gradient_check: bool = False,
+    encoding: str = "json",
 ) -> GradientsRequest:
     """The validated fields of a NetworkProblemSchema, as canonical arrays."""
     c = CONVENTIONS[data["convention"]]
@@ -202,6 +218,7 @@ def gradients_request(
         include=tuple(dict.fromkeys(include)),
         learning_rate=learning_rate,
         gradient_check=gradient_check,
+        encoding=encoding,
     )
 
 

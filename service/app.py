@@ -46,7 +46,21 @@ def _array_to_openapi(self, field, **kwargs) -> dict:
         for _ in range(ndim):
             schema = {"type": "array", "items": schema}
         variants.append(schema)
-    return variants[0] if len(variants) == 1 else {"oneOf": variants}
+    variants.append(BINARY_ARRAY)
+    return {"oneOf": variants}
+
+
+#: The binary form of any array field (schemas/binary.py).
+BINARY_ARRAY = {
+    "type": "object",
+    "required": ["dtype", "shape", "data"],
+    "additionalProperties": False,
+    "properties": {
+        "dtype": {"type": "string", "enum": ["float64", "float32"]},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "maxItems": 8},
+        "data": {"type": "string", "format": "byte", "description": "little-endian, C order"},
+    },
+}
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:

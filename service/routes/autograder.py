@@ -48,7 +48,7 @@ def _one_of(*names: str) -> dict:
 
 
 @blp.route("/check", methods=["POST"])
-@blp.arguments(CheckRequestSchema, example=CHECK_EXAMPLE)
+@blp.arguments(CheckRequestSchema(), example=CHECK_EXAMPLE)
 @blp.doc(
     responses={
         "200": {
@@ -82,7 +82,7 @@ def check(request: CheckRequest):
 
 @blp.route("/exercises", methods=["POST"])
 @blp.arguments(
-    ExerciseRequestSchema,
+    ExerciseRequestSchema(),
     example={
         "seed": 7,
         "layer_sizes": [2, 3, 1],

@@ -25,7 +25,7 @@ blp = Blueprint(
 
 @blp.route("/gradients", methods=["POST"])
 @blp.arguments(
-    GradientsRequestSchema,
+    GradientsRequestSchema(),
     example={
         "inputs": [[0.5, -1.0], [1.5, 2.0]],
         "targets": [[1.0], [0.0]],
@@ -57,7 +57,7 @@ def gradients(request: GradientsRequest):
 
 @blp.route("/neuron", methods=["POST"])
 @blp.arguments(
-    NeuronRequestSchema,
+    NeuronRequestSchema(),
     example={
         "x": 1.5,
         "w": 0.8,

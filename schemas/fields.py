@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterable
-from contextvars import ContextVar
 from itertools import chain
 from typing import Any
 
@@ -18,11 +17,6 @@ import numpy as np
 from marshmallow import ValidationError, fields, validate
 
 from . import binary
-
-#: Whether the JSON being loaded can hold a boolean at all. A body reader that finds
-#: neither "true" nor "false" anywhere in the raw bytes sets it to False for the
-#: request, and the arrays skip their per-element boolean check.
-booleans_possible: ContextVar[bool] = ContextVar("booleans_possible", default=True)
 
 
 def json_type(value: Any) -> str:
@@ -157,9 +151,7 @@ class Array(fields.Field):
         except ValueError:
             raise ValidationError(_ragged_defect(value)) from None
         self._check_ndim(array)
-        if array.dtype.kind not in "iuf" or (
-            booleans_possible.get() and _holds_a_boolean(value, array.ndim)
-        ):
+        if array.dtype.kind not in "iuf" or _holds_a_boolean(value, array.ndim):
             raise ValidationError(
                 _first_defect(value, array.ndim) or "every element must be a JSON number."
             )

@@ -25,8 +25,6 @@ from flask import Request
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
-from schemas.fields import booleans_possible
-
 
 def read_json_object(request: Request) -> dict:
     """The body as a dict; 415, 413 or 400 with a message that says how to fix it."""
@@ -49,9 +47,6 @@ def read_json_object(request: Request) -> dict:
         ) from None
     if not isinstance(data, dict):
         raise BadRequest(f"the body must be a JSON object {{...}}, got a JSON {_kind(data)}.")
-    # JSON's booleans are the bare words true and false: without them, no array can
-    # hold one, and the schemas' per-element check is skipped (a memchr-speed search).
-    booleans_possible.set(b"true" in body or b"false" in body)
     duplicate = _duplicate_key(body, data)
     if duplicate is not None:
         raise BadRequest(

@@ -9,6 +9,7 @@ one np.frombuffer: no per-number parsing at all.
 from __future__ import annotations
 
 import binascii
+import math
 from typing import Any
 
 import numpy as np
@@ -52,7 +53,7 @@ def decode(value: dict) -> np.ndarray:
         raw = pybase64.b64decode(value["data"], validate=True)
     except (binascii.Error, ValueError):
         raise ValidationError("data is not valid base64 (RFC 4648, with padding).") from None
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python integers: no overflow
     if len(raw) != expected:
         raise ValidationError(
             f"data holds {len(raw)} bytes, but shape {shape} of {value['dtype']} needs {expected}."

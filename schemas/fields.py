@@ -147,11 +147,13 @@ class Array(fields.Field):
         if not isinstance(value, list) and not (0 in self.ndims and _is_number(value)):
             raise ValidationError(f"expected {self._expected()}, got {json_type(value)}.")
         try:
-            array = np.array(value)
-        except ValueError:
-            raise ValidationError(_ragged_defect(value)) from None
+            # Straight to float64: no dtype inference pass. What the conversion would hide
+            # (strings read as numbers, null as nan, booleans as 0 and 1) is caught below.
+            array = np.array(value, dtype=np.float64)
+        except (ValueError, TypeError):
+            raise ValidationError(_structure_defect(value)) from None
         self._check_ndim(array)
-        if array.dtype.kind not in "iuf" or _holds_a_boolean(value, array.ndim):
+        if not _only_numbers(value, array.ndim):
             raise ValidationError(
                 _first_defect(value, array.ndim) or "every element must be a JSON number."
             )
@@ -186,13 +188,22 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _holds_a_boolean(value: Any, ndim: int) -> bool:
+def _only_numbers(value: Any, ndim: int) -> bool:
+    """Every element is a JSON number: one C-level map(type, ...) over the flattened rows."""
     if ndim == 0:
-        return isinstance(value, bool)
+        return _is_number(value)
     flat = value
     for _ in range(ndim - 1):
         flat = chain.from_iterable(flat)
-    return bool in set(map(type, flat))
+    return set(map(type, flat)) <= {float, int}
+
+
+def _structure_defect(value: list) -> str:
+    """Why a nested list is not an array of numbers: a non-number, or rows that differ."""
+    depth, first = 0, value
+    while isinstance(first, list) and first:
+        depth, first = depth + 1, first[0]
+    return _first_defect(value, depth) or _ragged_defect(value)
 
 
 class Choice(validate.Validator):

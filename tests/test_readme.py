@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import subprocess
+import sys
 
 import pytest
 import requests
 
-from tests.conftest import ROOT
+from tests.conftest import BIN, ROOT
 
 EXAMPLE = re.compile(r"```sh\n(curl .*?)```\s*```json\n(.*?)```", re.S)
 
@@ -32,3 +35,37 @@ def test_the_readme_has_an_example_per_endpoint():
 def test_readme_example_is_the_real_answer(live_server, path, headers, body, answer):
     response = requests.post(live_server + path, data=body, headers=headers, timeout=10)
     assert response.json() == json.loads(answer)
+
+
+def readme_commands() -> list[str]:
+    blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    return [
+        line
+        for block in blocks
+        for line in block.splitlines()
+        if line.startswith("gradient-service ")
+    ]
+
+
+@pytest.mark.parametrize("command", readme_commands())
+def test_readme_command_lines_run_as_written(command):
+    result = subprocess.run(
+        [str(BIN / "gradient-service"), *shlex.split(command)[1:]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    json.loads(result.stdout)
+
+
+def test_the_readme_python_example_runs_as_written(live_server):
+    code = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    code = code.replace("http://127.0.0.1:8000", live_server)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "0.0 not_reduced_over_batch"
+    assert result.stdout.splitlines()[1].startswith("422 got a 1-D array of shape (2,)")

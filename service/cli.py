@@ -122,7 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradient-service",
         description="Neural-network gradients: serve the API, or compute without a server.",
-        epilog="example: gradient-service gradients problem.json",
+        epilog="example: gradient-service serve --port 8000\n"
+        "example: gradient-service gradients examples/problem.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -9,7 +9,7 @@ from marshmallow import ValidationError, fields, post_dump, post_load, validate,
 from service.grading import DIAGNOSES, Submission, Tolerance
 
 from .base import StrictSchema
-from .fields import Array, Choice, Flag, Number
+from .fields import Array, Flag, Number, one_of
 from .gradients import GradientsRequest, NetworkProblemSchema, gradients_request
 
 FORMATS = ("json", "gradescope")
@@ -65,10 +65,11 @@ class CheckRequestSchema(NetworkProblemSchema):
         metadata={"description": "when false, db of shape (n,) and (1, n) are interchangeable"},
     )
     reveal = Flag(load_default=False, metadata={"description": "add the expected values"})
-    format = fields.String(
+    format = one_of(
+        FORMATS,
+        "format",
         load_default="json",
-        validate=Choice(FORMATS, "format"),
-        metadata={"enum": list(FORMATS), "description": "gradescope: a results.json document"},
+        metadata={"description": "gradescope: a results.json document"},
     )
 
     @validates_schema(skip_on_field_errors=True)

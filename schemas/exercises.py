@@ -11,7 +11,7 @@ from service.core.exercises import ExerciseSpec
 
 from .base import StrictSchema
 from .conventions import CONVENTIONS, Convention
-from .fields import Choice, Whole
+from .fields import Choice, Whole, one_of
 from .gradients import (
     ACTIVATION_NAMES,
     GradientsRequest,
@@ -77,24 +77,15 @@ class ExerciseRequestSchema(StrictSchema):
         required=True,
         metadata={"example": ["tanh", "sigmoid"]},
     )
-    loss = fields.String(
-        required=True, validate=Choice(LOSSES, "loss"), metadata={"enum": list(LOSSES)}
-    )
-    reduction = fields.String(
-        load_default="mean",
-        validate=Choice(REDUCTIONS, "reduction"),
-        metadata={"enum": list(REDUCTIONS)},
-    )
+    loss = one_of(LOSSES, "loss", required=True)
+    reduction = one_of(REDUCTIONS, "reduction", load_default="mean")
     batch_size = Whole(load_default=4, validate=validate.Range(min=1, max=MAX_UNITS))
-    convention = fields.String(
-        load_default="numpy",
-        validate=Choice(CONVENTIONS, "convention"),
-        metadata={"enum": list(CONVENTIONS)},
-    )
-    bias_shape = fields.String(
+    convention = one_of(CONVENTIONS, "convention", load_default="numpy")
+    bias_shape = one_of(
+        BIAS_FORMS,
+        "bias shape",
         load_default="row",
-        validate=Choice(BIAS_FORMS, "bias shape"),
-        metadata={"enum": list(BIAS_FORMS), "description": "ignored in columns: always (n, 1)"},
+        metadata={"description": "ignored in columns: always (n, 1)"},
     )
     decimals = Whole(
         load_default=None,

@@ -206,6 +206,13 @@ def _structure_defect(value: list) -> str:
     return _first_defect(value, depth) or _ragged_defect(value)
 
 
+def one_of(choices: Iterable[str], what: str, **kwargs: Any) -> fields.String:
+    """A name from a fixed set, validated with a did-you-mean and documented as an enum."""
+    choices = tuple(choices)
+    metadata = {"enum": list(choices), **kwargs.pop("metadata", {})}
+    return fields.String(validate=Choice(choices, what), metadata=metadata, **kwargs)
+
+
 class Choice(validate.Validator):
     """One of a fixed set of names, with a did-you-mean suggestion."""
 

@@ -29,7 +29,7 @@ from service.core.gradient_check import GradientCheck
 from . import binary
 from .base import StrictSchema
 from .conventions import CONVENTIONS, Convention
-from .fields import Array, Choice, Flag, Number, positive_number, shape_text
+from .fields import Array, Choice, Flag, Number, one_of, positive_number, shape_text
 
 INCLUDABLE = ("z", "a", "dz")
 ENCODINGS = ("json", "base64")
@@ -55,11 +55,7 @@ class LayerSchema(StrictSchema):
             "description": ("(n_out,) or (1, n_out) in numpy and torch; (n_out, 1) in columns.")
         },
     )
-    activation = fields.String(
-        required=True,
-        validate=Choice(ACTIVATION_NAMES, "activation"),
-        metadata={"enum": list(ACTIVATION_NAMES)},
-    )
+    activation = one_of(ACTIVATION_NAMES, "activation", required=True)
 
 
 @dataclass(frozen=True)
@@ -126,19 +122,9 @@ class NetworkProblemSchema(StrictSchema):
         required=True,
         validate=validate.Length(min=1, error="at least one layer is needed."),
     )
-    loss = fields.String(
-        required=True, validate=Choice(LOSSES, "loss"), metadata={"enum": list(LOSSES)}
-    )
-    reduction = fields.String(
-        load_default="mean",
-        validate=Choice(REDUCTIONS, "reduction"),
-        metadata={"enum": list(REDUCTIONS)},
-    )
-    convention = fields.String(
-        load_default="numpy",
-        validate=Choice(CONVENTIONS, "convention"),
-        metadata={"enum": list(CONVENTIONS)},
-    )
+    loss = one_of(LOSSES, "loss", required=True)
+    reduction = one_of(REDUCTIONS, "reduction", load_default="mean")
+    convention = one_of(CONVENTIONS, "convention", load_default="numpy")
     l2 = Number(
         load_default=0.0,
         validate=validate.Range(min=0, error="must not be negative (got {input})."),

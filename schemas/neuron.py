@@ -14,7 +14,7 @@ from marshmallow import (
 from service.core import ALIASES, ELEMENTWISE, LOSSES, NeuronProblem
 
 from .base import StrictSchema
-from .fields import Array, Choice, Number, Whole, positive_number, shape_text
+from .fields import Array, Number, Whole, one_of, positive_number, shape_text
 
 NEURON_ACTIVATIONS = (*ELEMENTWISE, *ALIASES)
 NEURON_LOSSES = tuple(name for name, loss in LOSSES.items() if loss.mean_over_elements)
@@ -27,16 +27,8 @@ class NeuronRequestSchema(StrictSchema):
     w = Array(ndims=(0, 1), required=True, metadata={"description": "same shape as x"})
     b = Number(required=True)
     y = Number(required=True)
-    activation = fields.String(
-        required=True,
-        validate=Choice(NEURON_ACTIVATIONS, "activation"),
-        metadata={"enum": list(NEURON_ACTIVATIONS)},
-    )
-    loss = fields.String(
-        required=True,
-        validate=Choice(NEURON_LOSSES, "loss"),
-        metadata={"enum": list(NEURON_LOSSES)},
-    )
+    activation = one_of(NEURON_ACTIVATIONS, "activation", required=True)
+    loss = one_of(NEURON_LOSSES, "loss", required=True)
     learning_rate = positive_number(load_default=0.1)
     curve_points = Whole(
         load_default=0,

@@ -35,8 +35,8 @@ run: $(VENV)/.runtime
 	PORT=$(PORT) $(BIN)/gradient-service serve
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check --no-cache .
+	$(BIN)/ruff format --check --no-cache .
 
 test: $(VENV)/.dev system-deps lint
 	$(BIN)/pytest

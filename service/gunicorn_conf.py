@@ -10,7 +10,6 @@
 | GUNICORN_MAX_REQUESTS   | 5000       | requests before a worker is recycled (0: never) |
 """
 
-import logging
 import os
 import shutil
 import signal
@@ -96,6 +95,3 @@ def child_exit(server, worker):
 def on_exit(server):
     for directory in _own_metrics_dir:
         shutil.rmtree(directory, ignore_errors=True)
-
-
-logging.getLogger("gunicorn.error").propagate = False

@@ -106,7 +106,9 @@ class Grader:
         self.strict_shapes = strict_shapes
         self.reveal = reveal
         self.deadline = deadline
-        self.reference: Gradients = compute_gradients(request.problem)
+        with np.errstate(all="ignore"):
+            self._forward = forward(request.problem)  # shared by the mistaken passes
+        self.reference: Gradients = compute_gradients(request.problem, self._forward)
         self._variants: list[Variant] = []
         self._variant_source: Iterator[Variant] | None = None
 
@@ -119,9 +121,7 @@ class Grader:
         """The catalogue, computed on first use and remembered for the next field."""
         yield from self._variants
         if self._variant_source is None:
-            with np.errstate(all="ignore"):
-                fwd = forward(self.request.problem)
-            self._variant_source = variants(self.request.problem, fwd)
+            self._variant_source = variants(self.request.problem, self._forward)
         while True:
             self.deadline.check()
             with np.errstate(all="ignore"):

@@ -156,14 +156,14 @@ def backward(
     )
 
 
-def compute_gradients(problem: Problem) -> Gradients:
+def compute_gradients(problem: Problem, fwd: Forward | None = None) -> Gradients:
     """Loss, activations and every layer's dW and db for one batch.
 
     Overflow is not an exception here: it is detected once at the end and
     reported with the layer it happened in.
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        result = backward(problem, forward(problem))
+        result = backward(problem, forward(problem) if fwd is None else fwd)
     _require_finite(result)
     return result
 

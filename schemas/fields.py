@@ -48,7 +48,10 @@ class Number(fields.Float):
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValidationError(f"expected a JSON number, got {json_type(value)}.")
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer literal beyond any double
+            number = math.inf
         if not math.isfinite(number):
             raise ValidationError("expected a finite number.")
         return number
@@ -150,6 +153,8 @@ class Array(fields.Field):
             # Straight to float64: no dtype inference pass. What the conversion would hide
             # (strings read as numbers, null as nan, booleans as 0 and 1) is caught below.
             array = np.array(value, dtype=np.float64)
+        except OverflowError:  # an integer literal beyond any double
+            raise ValidationError("every element must be a finite number.") from None
         except (ValueError, TypeError):
             raise ValidationError(_structure_defect(value)) from None
         self._check_ndim(array)
@@ -180,8 +185,8 @@ class Array(fields.Field):
         if value is None or binary.is_binary(value):
             return value  # already in the binary form the client asked for
         value = np.asarray(value, dtype=np.float64)
-        # orjson serialises C-contiguous ndarrays natively; a bare number stays a number.
-        return float(value) if value.ndim == 0 else np.ascontiguousarray(value)
+        # service.json serialises ndarrays natively; a bare number stays a number.
+        return float(value) if value.ndim == 0 else value
 
 
 def _is_number(value: Any) -> bool:

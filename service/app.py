@@ -14,7 +14,7 @@ from . import docs, ratelimit, requestlog
 from .auth import require_api_key
 from .config import Config
 from .errors import PROBLEM_MIMETYPE, register_error_handlers
-from .json import OrjsonProvider
+from .json import JsonProvider
 from .routes import autograder, gradients, health, page
 
 
@@ -66,7 +66,7 @@ BINARY_ARRAY = {
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app; settings come from the environment, then ``test_config``."""
     app = Flask(__name__)
-    app.json = OrjsonProvider(app)
+    app.json = JsonProvider(app)
     app.config.from_mapping(Config.from_env())
     if test_config:
         app.config.from_mapping(test_config)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 from http import HTTPStatus
 
-import orjson
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
 from service.core import CoreError, LimitExceeded, NonFiniteResult
 
 from . import metrics
+from .json import encode
 from .requestlog import endpoint_label, request_id
 
 PROBLEM_MIMETYPE = "application/problem+json"
@@ -45,7 +45,7 @@ def problem(
             metrics.count_validation_failures(endpoint_label(), errors)
     if request_id():
         body["request_id"] = request_id()
-    return Response(orjson.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE, headers=headers)
+    return Response(encode(body), status=status, mimetype=PROBLEM_MIMETYPE, headers=headers)
 
 
 def flatten_messages(messages, prefix: str = "") -> dict[str, list[str]]:

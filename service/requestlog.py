@@ -15,10 +15,10 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-import orjson
 from flask import Flask, Response, g, has_request_context, request
 
 from . import metrics
+from .json import encode
 
 HEADER = "X-Request-ID"
 _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -82,7 +82,7 @@ class JsonLines(logging.Formatter):
             "message": record.getMessage(),
             **getattr(record, "fields", {}),
         }
-        return orjson.dumps(line).decode()
+        return encode(line).decode()
 
 
 def init_app(app: Flask) -> None:

@@ -125,3 +125,22 @@ def test_array_elements_must_be_json_numbers(client, element):
     response = client.post("/v1/neuron", json={**NEURON, "x": [1.0, element], "w": [0.5, 0.5]})
     body = assert_problem(response, 422)
     assert "x" in body["errors"]
+
+
+HUGE = "1" + "0" * 400  # an integer literal no double can hold
+NEURON_TEXT = '{{"x": {x}, "w": {w}, "b": {b}, "y": 1.0, "activation": "sigmoid", "loss": "bce"}}'
+
+
+@pytest.mark.parametrize(
+    ("x", "w", "b", "field"),
+    [
+        ("1.5", "0.8", HUGE, "b"),
+        (f"[1.5, -{HUGE}]", "[0.5, 0.5]", "0.1", "x"),
+        (HUGE, "0.8", "0.1", "x"),
+    ],
+    ids=["scalar", "array-element", "bare-number"],
+)
+def test_an_integer_beyond_any_double_is_422_naming_the_field(client, x, w, b, field):
+    body = NEURON_TEXT.format(x=x, w=w, b=b)
+    problem = assert_problem(client.post("/v1/neuron", data=body, headers=JSON), 422)
+    assert "finite" in problem["errors"][field][0], problem

@@ -53,7 +53,7 @@ def gradients(request: GradientsRequest):
         budget = Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"])
         check = gradient_check(request.problem, result, deadline=budget)
     # The answer is built in the response's own shape already: serialised straight by
-    # orjson (ndarrays natively), it skips a marshmallow dump that would only copy it.
+    # service.json (ndarrays natively), it skips a marshmallow dump that would only copy it.
     return current_app.json.response(request.present(result, check))
 
 

@@ -79,8 +79,13 @@ class GradientsRequest:
             return out.db.reshape(self.bias_shapes[layer])
         return self.convention.data(getattr(out, name))
 
-    def present(self, result: Gradients, check: GradientCheck | None = None) -> dict:
-        """The core's canonical result, back in the client's convention and shapes."""
+    def present(
+        self,
+        result: Gradients,
+        check: GradientCheck | None = None,
+        updated: tuple[Layer, ...] | None = None,
+    ) -> dict:
+        """The core's canonical result (and ``updated`` layers), in the client's shapes."""
         out_form = binary.encode if self.encoding == "base64" else _as_is
         names = (*self.include, "dW", "db")
         answer = {
@@ -90,14 +95,13 @@ class GradientsRequest:
                 for i, out in enumerate(result.layers)
             ],
         }
-        if self.learning_rate is not None:
-            lr, c = self.learning_rate, self.convention
+        if updated is not None:
             answer["updated_layers"] = [
                 {
-                    "weights": out_form(c.weights(layer.weights - lr * out.dW)),
-                    "biases": out_form((layer.biases - lr * out.db).reshape(shape)),
+                    "weights": out_form(self.convention.weights(layer.weights)),
+                    "biases": out_form(layer.biases.reshape(shape)),
                 }
-                for layer, out, shape in zip(self.problem.layers, result.layers, self.bias_shapes)
+                for layer, shape in zip(updated, self.bias_shapes)
             ]
         if check is not None:
             answer["gradient_check"] = check

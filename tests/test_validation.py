@@ -355,6 +355,23 @@ def test_an_overflowing_computation_is_422_naming_the_layer_never_infinity(clien
     assert b"Infinity" not in response.data and b"NaN" not in response.data
 
 
+@pytest.mark.parametrize("encoding", ["json", "base64"])
+def test_a_gradient_step_that_overflows_is_422_naming_the_learning_rate(client, encoding):
+    # dW = 2 * 10 * (20 - 0) = 400 is finite; 1e308 * 400 is not
+    request = {
+        "inputs": [[10.0, 10.0]],
+        "targets": [[0.0]],
+        "layers": [{"weights": [[1.0], [1.0]], "biases": [0.0], "activation": "identity"}],
+        "loss": "mse",
+        "learning_rate": 1e308,
+        "encoding": encoding,
+    }
+    response = client.post("/v1/gradients", json=request)
+    body = problem(response, 422)
+    assert list(body["errors"]) == ["learning_rate"]
+    assert "layer 0" in body["detail"] and "smaller learning_rate" in body["detail"]
+
+
 # -- /v1/neuron --
 
 NEURON = {"x": 1.5, "w": 0.8, "b": 0.1, "y": 1.0, "activation": "sigmoid", "loss": "bce"}

@@ -4,7 +4,7 @@ from .activations import ACTIVATIONS, ALIASES, ELEMENTWISE, get_activation
 from .errors import CoreError, LimitExceeded, NonFiniteResult
 from .limits import Limits, check_limits
 from .losses import LOSSES, REDUCTIONS
-from .network import Gradients, Layer, LayerResult, Problem, compute_gradients
+from .network import Gradients, Layer, LayerResult, Problem, compute_gradients, gradient_step
 from .neuron import NeuronProblem, NeuronTerms, neuron_terms
 
 __all__ = [
@@ -26,5 +26,6 @@ __all__ = [
     "check_limits",
     "compute_gradients",
     "get_activation",
+    "gradient_step",
     "neuron_terms",
 ]

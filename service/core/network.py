@@ -20,7 +20,7 @@ sum over the batch axis.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -166,6 +166,31 @@ def compute_gradients(problem: Problem, fwd: Forward | None = None) -> Gradients
         result = backward(problem, forward(problem) if fwd is None else fwd)
     _require_finite(result)
     return result
+
+
+def gradient_step(problem: Problem, result: Gradients, learning_rate: float) -> tuple[Layer, ...]:
+    """Every layer after one step of gradient descent: W - lr * dW, b - lr * db.
+
+    A huge learning rate can overflow a finite gradient: that is refused by
+    name, like any other overflow, rather than answered as null or Infinity.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        layers = tuple(
+            replace(
+                layer,
+                weights=layer.weights - learning_rate * out.dW,
+                biases=layer.biases - learning_rate * out.db,
+            )
+            for layer, out in zip(problem.layers, result.layers)
+        )
+    for i, layer in enumerate(layers):
+        if not (np.isfinite(layer.weights).all() and np.isfinite(layer.biases).all()):
+            raise NonFiniteResult(
+                "learning_rate",
+                f"the gradient step overflowed to a non-finite value in layer {i}: "
+                f"learning_rate * dW is too large for float64; choose a smaller learning_rate.",
+            )
+    return layers
 
 
 def _require_finite(result: Gradients) -> None:

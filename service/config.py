@@ -10,7 +10,7 @@
 | GRADIENT_TIME_BUDGET_SECONDS | 20      | wall-clock budget of one computation (422 past it) |
 | GRADIENT_API_KEYS        | (none)      | comma-separated keys; when set, /v1/ needs one   |
 | GRADIENT_API_KEYS_FILE   | (none)      | a file of keys, one per line (# comments)        |
-| GRADIENT_RATELIMIT_DEFAULT | 600 per minute | per API key (per client address without keys) |
+| GRADIENT_RATELIMIT_DEFAULT | 600 per minute | per API key (or client address) and endpoint |
 | GRADIENT_RATELIMIT_STORAGE_URI | memory:// | redis://host:6379 shares limits across replicas |
 | GRADIENT_TRUSTED_PROXIES | 0           | proxies in front whose X-Forwarded-For is trusted |
 
@@ -89,12 +89,10 @@ class Config:
     GRADIENT_API_KEYS: tuple[str, ...] = ()
     GRADIENT_TRUSTED_PROXIES = 0
 
-    # Flask-Limiter's own settings
+    # the rate limit on /v1/ (service.ratelimit)
+    RATELIMIT_ENABLED = True
     RATELIMIT_DEFAULT = "600 per minute"
     RATELIMIT_STORAGE_URI = "memory://"
-    RATELIMIT_HEADERS_ENABLED = True
-    #: a storage outage lets requests through (and is logged) rather than failing them
-    RATELIMIT_SWALLOW_ERRORS = True
     RATELIMIT_KEY_PREFIX = "gradient"
 
     @classmethod

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import requests
 
-from service import create_app, lifecycle
+from service import create_app, lifecycle, ratelimit
 from service.config import Config, api_keys
 from tests.conftest import BIN, free_port, start_server, stop_server
 from tests.problems import random_request
@@ -105,6 +105,10 @@ def limited_app(limit: str = "3 per minute", **config):
     return create_app({"RATELIMIT_DEFAULT": limit, **config})
 
 
+def limit_headers(response) -> dict[str, str]:
+    return {name: value for name, value in response.headers if name.startswith("X-RateLimit")}
+
+
 def test_over_the_limit_is_429_problem_json_with_retry_after():
     client = limited_app().test_client()
     statuses = [client.post("/v1/neuron", json=NEURON).status_code for _ in range(4)]
@@ -136,6 +140,81 @@ def test_an_unreachable_limit_store_lets_requests_through():
     assert [client.post("/v1/neuron", json=NEURON).status_code for _ in range(3)] == [200] * 3
 
 
+def test_an_unreachable_limit_store_is_logged_and_adds_no_limit_headers(caplog):
+    client = limited_app("2 per minute", RATELIMIT_STORAGE_URI="redis://127.0.0.1:1").test_client()
+    response = client.post("/v1/neuron", json=NEURON)
+    assert response.status_code == 200
+    assert limit_headers(response) == {}
+    assert "rate-limit storage failed" in caplog.text
+
+
+def test_limited_responses_say_the_limit_what_is_left_and_when_it_resets():
+    client = limited_app("3 per minute").test_client()
+    started = time.time()
+    responses = [client.post("/v1/neuron", json=NEURON) for _ in range(4)]
+    assert [r.status_code for r in responses] == [200, 200, 200, 429]
+    assert [r.headers["X-RateLimit-Limit"] for r in responses] == ["3"] * 4
+    assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["2", "1", "0", "0"]
+    resets = {int(r.headers["X-RateLimit-Reset"]) for r in responses}
+    assert len(resets) == 1 and started < resets.pop() <= started + 61
+    assert 0 < int(responses[-1].headers["Retry-After"]) <= 60
+    assert problem_body(responses[-1])["detail"] == "over the rate limit of 3 per 1 minute"
+
+
+def test_a_retry_after_is_only_sent_with_the_429():
+    response = limited_app().test_client().post("/v1/neuron", json=NEURON)
+    assert response.status_code == 200 and "Retry-After" not in response.headers
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"])
+def test_paths_outside_v1_carry_no_limit_headers(path):
+    response = limited_app("1 per minute").test_client().get(path)
+    assert response.status_code == 200
+    assert limit_headers(response) == {}
+
+
+def test_each_endpoint_has_its_own_budget():
+    client = limited_app("1 per minute").test_client()
+    assert [client.post("/v1/neuron", json=NEURON).status_code for _ in range(2)] == [200, 429]
+    assert client.post("/v1/gradients", json=random_request(3)).status_code == 200
+
+
+def test_requests_that_match_no_route_are_not_counted():
+    client = limited_app("1 per minute").test_client()
+    assert client.post("/v1/nowhere", json=NEURON).status_code == 404
+    assert client.get("/v1/neuron").status_code == 405
+    assert client.post("/v1/neuron", json=NEURON).status_code == 200
+
+
+def test_a_failed_authentication_counts_against_the_address():
+    client = limited_app("1 per minute", GRADIENT_API_KEYS=("key-a",)).test_client()
+    assert [client.post("/v1/neuron", json=NEURON).status_code for _ in range(2)] == [401, 429]
+
+
+def test_the_rate_limit_can_be_turned_off():
+    client = limited_app("1 per minute", RATELIMIT_ENABLED=False).test_client()
+    responses = [client.post("/v1/neuron", json=NEURON) for _ in range(3)]
+    assert [r.status_code for r in responses] == [200] * 3
+    assert limit_headers(responses[-1]) == {}
+
+
+def test_the_in_process_store_starts_no_thread_per_request():
+    client = limited_app().test_client()
+    time.sleep(0.05)  # the store's constructor starts one short-lived timer; let it end
+    before = threading.active_count()
+    client.post("/v1/neuron", json=NEURON)
+    assert threading.active_count() == before
+
+
+def test_the_in_process_store_drops_counts_whose_window_is_over():
+    store = ratelimit.storage("memory://")
+    store.incr("gone", expiry=0.01)
+    time.sleep(0.02)
+    store.next_sweep = 0.0  # sweeps at most once a second; this one is due now
+    store.incr("kept", expiry=60)
+    assert set(store.expirations) == {"kept"}
+
+
 @pytest.fixture(scope="module")
 def redis_url():
     """A real Redis server on a free loopback port (Debian's redis-server)."""
@@ -159,6 +238,18 @@ def redis_url():
     yield f"redis://127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=10)
+
+
+def test_counts_in_redis_are_keyed_by_prefix_client_and_endpoint(redis_url):
+    import redis
+
+    # 7, not the 5 of the two-worker test below: the limit is part of the key
+    client = limited_app("7 per minute", RATELIMIT_STORAGE_URI=redis_url).test_client()
+    responses = [client.post("/v1/neuron", json=NEURON) for _ in range(2)]
+    assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["6", "5"]
+    assert 0 < int(responses[-1].headers["X-RateLimit-Reset"]) - time.time() <= 61
+    key = "LIMITS:LIMITER/gradient/addr:127.0.0.1/gradients.neuron/7/1/minute"
+    assert redis.Redis.from_url(redis_url).get(key) == b"2"
 
 
 def test_a_shared_limit_holds_across_two_workers_with_redis(redis_url):

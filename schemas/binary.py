@@ -58,7 +58,11 @@ def decode(value: dict) -> np.ndarray:
         raise ValidationError(
             f"data holds {len(raw)} bytes, but shape {shape} of {value['dtype']} needs {expected}."
         )
-    return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(np.float64, copy=False)
+    try:
+        array = np.frombuffer(raw, dtype=dtype).reshape(shape)
+    except ValueError:  # an empty shape whose other sides multiply past what NumPy can index
+        raise ValidationError(f"shape {shape} is too large for an array.") from None
+    return array.astype(np.float64, copy=False)
 
 
 def encode(array: np.ndarray) -> dict:

@@ -146,7 +146,12 @@ class Array(fields.Field):
 
     def _deserialize(self, value, attr, data, **kwargs) -> np.ndarray:
         if binary.is_binary(value):
-            return self._checked(binary.decode(value))
+            array = binary.decode(value)
+            self._check_ndim(array)
+            self._check_not_empty(array)
+            if not np.isfinite(array).all():  # raw bytes can hold NaN and infinity
+                raise ValidationError("every element must be a finite number.")
+            return array
         if not isinstance(value, list) and not (0 in self.ndims and _is_number(value)):
             raise ValidationError(f"expected {self._expected()}, got {json_type(value)}.")
         try:
@@ -162,7 +167,10 @@ class Array(fields.Field):
             raise ValidationError(
                 _first_defect(value, array.ndim) or "every element must be a JSON number."
             )
-        return self._checked(array)
+        self._check_not_empty(array)
+        # No finiteness check: every JSON number is finite, both parsers refuse NaN,
+        # Infinity and 1e400, and a too large integer failed the conversion above.
+        return array
 
     def _check_ndim(self, array: np.ndarray) -> None:
         if array.ndim not in self.ndims:
@@ -171,15 +179,10 @@ class Array(fields.Field):
                 f"{shape_text(array.shape)}."
             )
 
-    def _checked(self, array: np.ndarray) -> np.ndarray:
-        """The checks both forms share: dimensions, emptiness, finiteness; float64 out."""
-        self._check_ndim(array)
+    @staticmethod
+    def _check_not_empty(array: np.ndarray) -> None:
         if array.size == 0:
             raise ValidationError(f"the array is empty (shape {shape_text(array.shape)}).")
-        array = array.astype(np.float64, copy=False)
-        if not np.isfinite(array).all():
-            raise ValidationError("every element must be a finite number.")
-        return array
 
     def _serialize(self, value, attr, obj, **kwargs):
         if value is None or binary.is_binary(value):

@@ -162,7 +162,10 @@ class GradientClient:
         attempt = 0
         while True:
             try:
-                response = self.session.post(self.base_url + path, json=body, timeout=self.timeout)
+                response = self.session.post(
+                    self.base_url + path, json=body, timeout=self.timeout, stream=True
+                )
+                _read_whole(response)
             except requests.ConnectionError as error:
                 if attempt >= self.retries:
                     raise GradientServiceError(
@@ -214,6 +217,15 @@ class GradientClient:
         if isinstance(value, list):
             return any(GradientClient._has_binary(v) for v in value if isinstance(v, (dict, list)))
         return False
+
+
+def _read_whole(response: requests.Response) -> None:
+    """Read the answer in one call; ``response.content`` is then the whole body.
+
+    requests' own ``content`` reads a streamed body 10 KiB at a time: about 45 ms
+    of an 18 MB answer (the large benchmark request's) on these machines.
+    """
+    response._content = response.raw.read(decode_content=True)
 
 
 def _is_binary(value: Mapping[str, Any]) -> bool:

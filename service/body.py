@@ -8,7 +8,7 @@ loader, so every endpoint reads its body the same way.  What it refuses:
   declared Content-Length over the limit, but silently truncates a chunked
   body at the limit, so a streamed body is read one byte past it to know;
 - anything that is not one JSON document (400): invalid UTF-8 or UTF-16, NaN,
-  Infinity, 1e400, nesting deeper than Python's recursion limit;
+  Infinity, 1e400, nesting about 1,000 deep;
 - duplicate keys in an object (400), which every fast parser silently
   resolves to the last one (see ``_duplicate_key``);
 - a top level that is not an object (400).

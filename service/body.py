@@ -90,6 +90,8 @@ def _over_limit(limit: int) -> str:
 
 
 _COLON = ord(":")
+#: colons found one by one before NumPy counts the rest
+_FEW_COLONS = 1000
 
 
 def _keys_in_text(body: bytes) -> int:
@@ -97,10 +99,19 @@ def _keys_in_text(body: bytes) -> int:
 
     Every key is followed by exactly one colon outside any string; colons inside
     strings only add to the count, which sends the check down the exact path.
-    Numbers and base64 contain none. (A regular expression for '"\\s*:' took 11 ms
-    on a 16 MB body, bytes.count 11 ms; NumPy's compare-and-count takes 3.)
+    Numbers and base64 contain none, so a request has a few dozen: bytes.find
+    (memchr) jumps from one to the next, 0.5 ms through a 16 MB base64 body.
+    Past a thousand, NumPy counts the rest, 2.5 ms for 16 MB whatever they hold.
+    (A regular expression for '"\\s*:' took 11 ms on that body, bytes.count 11 ms.)
     """
-    return int(np.count_nonzero(np.frombuffer(body, dtype=np.uint8) == _COLON))
+    count, at = 0, body.find(b":")
+    while at != -1:
+        count += 1
+        if count == _FEW_COLONS:
+            rest = np.frombuffer(memoryview(body)[at + 1 :], dtype=np.uint8)
+            return count + int(np.count_nonzero(rest == _COLON))
+        at = body.find(b":", at + 1)
+    return count
 
 
 def _duplicate_key(body: bytes, data: dict) -> str | None:

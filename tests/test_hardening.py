@@ -84,6 +84,19 @@ def test_a_colon_inside_a_string_is_not_taken_for_a_key(client):
     assert "activation" in response.get_json()["errors"]
 
 
+@pytest.mark.parametrize("duplicate", [False, True])
+def test_duplicate_keys_are_found_past_a_thousand_colons(client, duplicate):
+    colons = ":" * 1500  # past the colons counted one by one
+    body = json.dumps({**NEURON, "activation": f"sigmoid{colons}"})
+    if duplicate:
+        body = body.replace('"loss": "bce"', '"loss": "bce", "loss": "mse"')
+    response = client.post("/v1/neuron", data=body, headers=JSON)
+    if duplicate:
+        assert_problem(response, 400, "'loss' appears twice")
+    else:
+        assert "activation" in assert_problem(response, 422)["errors"]
+
+
 @pytest.mark.parametrize("depth", [600, 2000])
 def test_deeply_nested_json_is_400_not_500(client, depth):
     body = '{"x": ' + "[" * depth + "]" * depth + "}"

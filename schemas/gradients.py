@@ -26,7 +26,6 @@ from service.core import (
 )
 from service.core.gradient_check import GradientCheck
 
-from . import binary
 from .base import StrictSchema
 from .conventions import CONVENTIONS, Convention
 from .fields import Array, Choice, Flag, Number, one_of, positive_number, shape_text
@@ -68,7 +67,7 @@ class GradientsRequest:
     include: tuple[str, ...]
     learning_rate: float | None
     gradient_check: bool = False
-    #: "base64": every array of the answer in the binary form
+    #: "base64": every array of the answer in the binary form (written by service.json)
     encoding: str = "json"
 
     def client_array(self, out: LayerResult, layer: int, name: str) -> np.ndarray:
@@ -85,31 +84,30 @@ class GradientsRequest:
         check: GradientCheck | None = None,
         updated: tuple[Layer, ...] | None = None,
     ) -> dict:
-        """The core's canonical result (and ``updated`` layers), in the client's shapes."""
-        out_form = binary.encode if self.encoding == "base64" else _as_is
+        """The core's canonical result (and ``updated`` layers), in the client's shapes.
+
+        Arrays stay ndarrays: the JSON writer lays them out as lists or in the
+        binary form, as ``encoding`` asks.
+        """
         names = (*self.include, "dW", "db")
         answer = {
             "loss": result.loss,
             "layers": [
-                {name: out_form(self.client_array(out, i, name)) for name in names}
+                {name: self.client_array(out, i, name) for name in names}
                 for i, out in enumerate(result.layers)
             ],
         }
         if updated is not None:
             answer["updated_layers"] = [
                 {
-                    "weights": out_form(self.convention.weights(layer.weights)),
-                    "biases": out_form(layer.biases.reshape(shape)),
+                    "weights": self.convention.weights(layer.weights),
+                    "biases": layer.biases.reshape(shape),
                 }
                 for layer, shape in zip(updated, self.bias_shapes)
             ]
         if check is not None:
             answer["gradient_check"] = check
         return answer
-
-
-def _as_is(array: np.ndarray) -> np.ndarray:
-    return array  # service.json writes ndarrays natively
 
 
 class NetworkProblemSchema(StrictSchema):

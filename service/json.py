@@ -7,9 +7,10 @@ Measured here, interleaved in one process:
   (``"data": "<base64>"``) is parsed by msgspec;
 - parsing numbers (the medium request, 3.1 MB of nested lists): orjson 6.5 ms,
   msgspec 8.0 ms, so every other body is parsed by orjson;
-- writing: msgspec writes the document and its long strings (10 ms for the
-  large answer, orjson 16) and hands every ndarray to orjson, which serialises
-  them natively (much faster than any ``tolist``), as raw JSON (``msgspec.Raw``).
+- writing: msgspec writes the document (10 ms for the large answer, orjson 16)
+  and takes every ndarray as raw JSON text (``msgspec.Raw``): nested lists from
+  orjson, which serialises arrays natively (much faster than any ``tolist``),
+  or the binary form from schemas.binary, when the client asked for base64.
 
 Both parsers refuse NaN, Infinity, invalid UTF-8, control characters in
 strings, lone surrogates and trailing content.  They differ on an integer too
@@ -24,7 +25,10 @@ from typing import Any
 import msgspec
 import numpy as np
 import orjson
+from flask import Response, current_app
 from flask.json.provider import JSONProvider
+
+from schemas.binary import encode_json as binary_form
 
 _ARRAY_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -42,13 +46,28 @@ def _encode_numpy(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
+def _encode_numpy_binary(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return msgspec.Raw(binary_form(value))
+    return _encode_numpy(value)
+
+
 _encoder = msgspec.json.Encoder(enc_hook=_encode_numpy)
+_binary_encoder = msgspec.json.Encoder(enc_hook=_encode_numpy_binary)
 _decoder = msgspec.json.Decoder()
 
 
-def encode(value: Any) -> bytes:
-    """UTF-8 JSON bytes of ``value``: dicts, lists, numbers, strings, ndarrays, NumPy scalars."""
-    return _encoder.encode(value)
+def encode(value: Any, binary_arrays: bool = False) -> bytes:
+    """UTF-8 JSON bytes of ``value``: dicts, lists, numbers, strings, ndarrays, NumPy scalars.
+
+    ndarrays are nested lists, or ``{"dtype", "shape", "data"}`` with ``binary_arrays``.
+    """
+    return (_binary_encoder if binary_arrays else _encoder).encode(value)
+
+
+def response(value: Any, binary_arrays: bool = False) -> Response:
+    """A 200 application/json answer of ``value`` (see ``encode``)."""
+    return current_app.response_class(encode(value, binary_arrays), mimetype="application/json")
 
 
 #: How a binary array's data begins: such a body is mostly base64 strings.

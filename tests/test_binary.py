@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import numpy as np
 import pytest
 
-from schemas.binary import encode
+from schemas.binary import encode, encode_json
 from tests.problems import random_request
 
 
@@ -145,3 +146,21 @@ def test_shape_messages_are_identical_for_both_forms(client, field, value):
     request[field] = encode(np.array(value))
     as_bytes = client.post("/v1/gradients", json=request).get_json()["errors"]
     assert as_list == as_bytes
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(6.0).reshape(2, 3),
+        np.arange(6.0).reshape(2, 3).T,  # not C-contiguous
+        np.array([1.5, -0.0, 1e-310]),
+        np.float32([[0.1, 0.2]]),
+        np.array(2.5),
+    ],
+    ids=["2-D", "transposed", "1-D", "float32", "0-D"],
+)
+def test_the_answer_writer_gives_the_binary_form_as_compact_json(array):
+    written = encode_json(array)
+    assert json.loads(written) == encode(array)
+    assert written == json.dumps(encode(array), separators=(",", ":")).encode()
+    assert np.array_equal(decode(json.loads(written)), np.asarray(array, dtype=np.float64))

@@ -9,6 +9,7 @@ from schemas import (
     NeuronRequestSchema,
     NeuronResponseSchema,
 )
+from service import json
 from service.core import (
     NeuronProblem,
     check_limits,
@@ -63,7 +64,8 @@ def gradients(request: GradientsRequest):
         updated = gradient_step(request.problem, result, request.learning_rate)
     # The answer is built in the response's own shape already: serialised straight by
     # service.json (ndarrays natively), it skips a marshmallow dump that would only copy it.
-    return current_app.json.response(request.present(result, check, updated))
+    answer = request.present(result, check, updated)
+    return json.response(answer, binary_arrays=request.encoding == "base64")
 
 
 @blp.route("/neuron", methods=["POST"])

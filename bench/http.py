@@ -150,7 +150,7 @@ def run(report) -> None:
             assert response.status_code == 200, answer[:300]
 
         stats = interleaved(
-            {"http": end_to_end, "core": lambda: compute_gradients(problem)}, repeats=7
+            {"http": end_to_end, "core": lambda: compute_gradients(problem)}, repeats=15
         )
         report.figure(
             f"large, base64, HTTP end to end ({len(body) / 1e6:.1f} MB body)", stats["http"]

@@ -11,7 +11,7 @@ from service.core.exercises import ExerciseSpec
 
 from .base import StrictSchema
 from .conventions import CONVENTIONS, Convention
-from .fields import Choice, Whole, one_of
+from .fields import Choice, List, Whole, one_of
 from .gradients import (
     ACTIVATION_NAMES,
     GradientsRequest,
@@ -66,13 +66,13 @@ class ExerciseRequestSchema(StrictSchema):
         validate=validate.Range(min=0, max=2**63 - 1),
         metadata={"description": "for example a hash of the student id"},
     )
-    layer_sizes = fields.List(
+    layer_sizes = List(
         Whole(validate=validate.Range(min=1, max=MAX_UNITS)),
         required=True,
         validate=validate.Length(min=2, error="give at least an input and an output size."),
         metadata={"example": [2, 3, 1]},
     )
-    activations = fields.List(
+    activations = List(
         fields.String(validate=Choice(ACTIVATION_NAMES, "activation")),
         required=True,
         metadata={"example": ["tanh", "sigmoid"]},

@@ -24,6 +24,8 @@ from flask import Request
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
+from schemas.bounded import quoted
+
 from .json import InvalidJSON, decode
 
 
@@ -31,13 +33,13 @@ def read_json_object(request: Request) -> dict:
     """The body as a dict; 415, 413 or 400 with a message that says how to fix it."""
     if not request.is_json:
         raise UnsupportedMediaType(
-            f"expected Content-Type: application/json, got {request.mimetype or 'none'!r}; "
+            f"expected Content-Type: application/json, got {quoted(request.mimetype or 'none')}; "
             "send the body as JSON (curl: -H 'Content-Type: application/json')."
         )
     encoding = (request.content_encoding or "identity").strip().lower()
     if encoding != "identity":
         raise UnsupportedMediaType(
-            f"Content-Encoding {encoding!r} is not supported; send the body uncompressed."
+            f"Content-Encoding {quoted(encoding)} is not supported; send the body uncompressed."
         )
     body = _read_within_limit(request)
     try:
@@ -51,7 +53,7 @@ def read_json_object(request: Request) -> dict:
     duplicate = _duplicate_key(body, data)
     if duplicate is not None:
         raise BadRequest(
-            f"the key {duplicate!r} appears twice in one object; JSON parsers would silently "
+            f"the key {quoted(duplicate)} appears twice in one object; JSON parsers would silently "
             "keep only the last one. Send each key once."
         )
     return data

@@ -7,6 +7,9 @@ loader, so every endpoint reads its body the same way.  What it refuses:
 - a body over the size limit however it is sent (413): Werkzeug refuses a
   declared Content-Length over the limit, but silently truncates a chunked
   body at the limit, so a streamed body is read one byte past it to know;
+- a body of more numbers than GRADIENT_MAX_ELEMENTS allows (422), counted in
+  the raw text before it is parsed (service.prescan: milliseconds, where
+  parsing 24 MB of numbers takes seconds);
 - anything that is not one JSON document (400): invalid UTF-8 or UTF-16, NaN,
   Infinity, 1e400, nesting about 1,000 deep;
 - duplicate keys in an object (400), which every fast parser silently
@@ -20,13 +23,15 @@ import json
 from typing import Any
 
 import numpy as np
-from flask import Request
+from flask import Request, current_app
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
 from schemas.bounded import quoted
+from service.core import LimitExceeded
 
 from .json import InvalidJSON, decode
+from .prescan import numbers_over
 
 
 def read_json_object(request: Request) -> dict:
@@ -42,6 +47,7 @@ def read_json_object(request: Request) -> dict:
             f"Content-Encoding {quoted(encoding)} is not supported; send the body uncompressed."
         )
     body = _read_within_limit(request)
+    _refuse_too_many_numbers(body)
     try:
         data = decode(body)
     except InvalidJSON as error:
@@ -89,6 +95,29 @@ def _read_within_limit(request: Request) -> bytes:
 
 def _over_limit(limit: int) -> str:
     return f"the body is over this service's limit of {limit:,} bytes (GRADIENT_MAX_BODY_BYTES)."
+
+
+#: Numbers a valid request may hold outside its arrays, per layer (and two layers more):
+#: the shapes of binary arrays (8 numbers, 7 arrays a layer in /v1/check), scalar
+#: settings, /v1/exercises' layer sizes.  Only a body over the element limit by more
+#: than these is refused unparsed, so the refusal never catches a valid request.
+NUMBERS_OUTSIDE_ARRAYS_PER_LAYER = 64
+
+
+def _refuse_too_many_numbers(body: bytes) -> None:
+    """GRADIENT_MAX_ELEMENTS decided from the text, before parsing (422 LimitExceeded)."""
+    limits = current_app.config["GRADIENT_LIMITS"]
+    allowance = NUMBERS_OUTSIDE_ARRAYS_PER_LAYER * (limits.max_layers + 2)
+    found = numbers_over(body, limits.max_elements + allowance)
+    if found:
+        raise LimitExceeded(
+            "_request",
+            f"the body holds {found:,} numbers, over this service's limit of "
+            f"{limits.max_elements:,} (GRADIENT_MAX_ELEMENTS), so it was refused before "
+            "parsing. Send fewer numbers: a smaller batch, split over several requests. "
+            '(Large arrays also parse far faster in the binary form {"dtype": "float64", '
+            '"shape": [...], "data": "<base64>"}; the limit counts their elements too.)',
+        )
 
 
 _COLON = ord(":")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from itertools import islice
 
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
@@ -85,10 +86,10 @@ def flatten_messages(messages, limit: int = MAX_ERRORS) -> tuple[dict[str, list[
             else:
                 omitted += 1
             return
-        for key, value in node.items():
-            if len(flat) >= limit and key != "_schema":
-                omitted += _entries(value)
-                continue
+        for index, (key, value) in enumerate(node.items()):
+            if len(flat) >= limit:  # the rest only counted: no path built, nothing kept
+                omitted += sum(map(_entries, islice(node.values(), index, None)))
+                return
             if key == "_schema":
                 walk(value, prefix)
             else:
@@ -102,7 +103,7 @@ def _entries(node) -> int:
     """How many paths a nested message tree holds (without building them)."""
     if not isinstance(node, dict):
         return 1
-    return sum(_entries(value) for value in node.values())
+    return sum(map(_entries, node.values()))
 
 
 def _segment(key) -> str:

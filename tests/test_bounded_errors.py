@@ -182,3 +182,11 @@ def test_the_problem_schema_documents_the_omitted_count(client):
     schema = client.get("/openapi.json").get_json()["components"]["schemas"]["ProblemDetails"]
     assert schema["properties"]["errors_omitted"]["type"] == "integer"
     assert "at most 50" in schema["properties"]["errors"]["description"]
+
+
+def test_the_client_exposes_the_omitted_count():
+    from gradient_client import GradientServiceError
+
+    error = GradientServiceError({"status": 422, "errors": {"a": ["x"]}, "errors_omitted": 7})
+    assert error.errors_omitted == 7
+    assert GradientServiceError({"status": 400}).errors_omitted == 0

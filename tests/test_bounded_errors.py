@@ -14,6 +14,7 @@ from unittest import mock
 
 import pytest
 
+from gradient_client import GradientServiceError
 from schemas import bounded
 from schemas.binary import encode
 from service.errors import MAX_ERRORS, MESSAGE_LIMIT, flatten_messages
@@ -185,8 +186,6 @@ def test_the_problem_schema_documents_the_omitted_count(client):
 
 
 def test_the_client_exposes_the_omitted_count():
-    from gradient_client import GradientServiceError
-
     error = GradientServiceError({"status": 422, "errors": {"a": ["x"]}, "errors_omitted": 7})
     assert error.errors_omitted == 7
     assert GradientServiceError({"status": 400}).errors_omitted == 0

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+import yaml
 
 from service.config import Config
 from tests.conftest import BIN, ROOT, free_port, start_server, stop_server
@@ -427,6 +428,15 @@ def test_nginx_accepts_the_shipped_config():
         shutil.rmtree(directory, ignore_errors=True)
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
+
+
+def test_compose_runs_this_file_on_an_nginx_that_knows_upstream_resolve():
+    nginx = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["nginx"]
+    assert "./deploy/nginx.conf:/etc/nginx/conf.d/default.conf:ro" in nginx["volumes"]
+    version = re.fullmatch(r"nginx:(\d+)\.(\d+)\.(\d+)(-alpine)?", nginx["image"])
+    assert version, nginx["image"]
+    assert tuple(map(int, version.groups()[:3])) >= (1, 27, 3)  # "resolve" in open source
+    assert "http://127.0.0.1:8080/healthz" in nginx["healthcheck"]["test"]
 
 
 # -- balancing and failures --------------------------------------------------------------------

@@ -12,10 +12,12 @@
 | GRADIENT_API_KEYS_FILE   | (none)      | a file of keys, one per line (# comments)        |
 | GRADIENT_RATELIMIT_DEFAULT | 600 per minute | per API key (or client address) and endpoint |
 | GRADIENT_RATELIMIT_STORAGE_URI | memory:// | redis://host:6379 shares limits across replicas |
+| GRADIENT_RATELIMIT_STORAGE_TIMEOUT | 0.1 | seconds to connect, and per reply; then fail open |
 | GRADIENT_TRUSTED_PROXIES | 0           | proxies in front whose X-Forwarded-For is trusted |
 
 The server's own settings (HOST, PORT, WEB_CONCURRENCY, ...) are read by
-service/gunicorn_conf.py.
+service/gunicorn_conf.py.  Past the store's timeout the rate limit fails open
+(service/ratestore.py).
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class Config:
     RATELIMIT_DEFAULT = "600 per minute"
     RATELIMIT_STORAGE_URI = "memory://"
     RATELIMIT_KEY_PREFIX = "gradient"
+    RATELIMIT_STORAGE_TIMEOUT = 0.1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> dict:
@@ -122,5 +125,8 @@ class Config:
         )
         settings["RATELIMIT_STORAGE_URI"] = (
             env.get("GRADIENT_RATELIMIT_STORAGE_URI", "").strip() or cls.RATELIMIT_STORAGE_URI
+        )
+        settings["RATELIMIT_STORAGE_TIMEOUT"] = _number(
+            env, "GRADIENT_RATELIMIT_STORAGE_TIMEOUT", cls.RATELIMIT_STORAGE_TIMEOUT
         )
         return settings

@@ -1,5 +1,5 @@
-"""Issue 11, finding 4: a Redis that hangs or refuses does not hang the service or flood
-its log."""
+"""Issue 11, findings 4 and 5: a Redis that hangs or refuses does not hang the service or
+flood its log, and expensive work has its own per-client budget."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 import requests
 from limits.errors import StorageError
@@ -20,7 +21,7 @@ from service.config import Config
 from service.ratelimit import EXTENSION
 from tests.conftest import BIN, free_port, start_server, stop_server
 from tests.problems import random_request
-from tests.test_operations import NEURON
+from tests.test_operations import NEURON, problem_body
 
 GUNICORN = [
     str(BIN / "gunicorn"),
@@ -296,3 +297,141 @@ def test_redis_gets_the_configured_timeouts_and_no_retries():
     assert Config.from_env({})["RATELIMIT_STORAGE_TIMEOUT"] == 0.1
     env = {"GRADIENT_RATELIMIT_STORAGE_TIMEOUT": "0.5"}
     assert Config.from_env(env)["RATELIMIT_STORAGE_TIMEOUT"] == 0.5
+
+
+# -- finding 5: expensive work ---------------------------------------------------------------
+
+
+def gradient_check_request(n_in: int, hidden: int, batch: int) -> dict:
+    """A two-layer network whose numerical check nudges n_in * hidden + 2 * hidden + 1
+    parameters (about 0.5 s for 20, 100, 8 here)."""
+    rng = np.random.default_rng(n_in)
+    return {
+        "inputs": rng.normal(size=(batch, n_in)).tolist(),
+        "targets": rng.normal(size=(batch, 1)).tolist(),
+        "layers": [
+            {
+                "weights": rng.normal(size=(n_in, hidden)).tolist(),
+                "biases": [0.0] * hidden,
+                "activation": "tanh",
+            },
+            {
+                "weights": rng.normal(size=(hidden, 1)).tolist(),
+                "biases": [0.0],
+                "activation": "identity",
+            },
+        ],
+        "loss": "half_mse",
+        "gradient_check": True,
+    }
+
+
+def budget_app(**config):
+    return create_app({"RATELIMIT_COMPUTE_SECONDS": "1 per minute", **config})
+
+
+def test_gradient_checks_past_the_compute_budget_get_429_while_cheap_requests_go_through():
+    client = budget_app().test_client()
+    expensive = gradient_check_request(20, 100, 8)
+    statuses = []
+    while 429 not in statuses and len(statuses) < 20:  # about 0.5 s each, 1 s a minute
+        statuses.append(client.post("/v1/gradients", json=expensive).status_code)
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {200} and len(statuses) >= 2
+    refused = client.post("/v1/gradients", json=gradient_check_request(2, 2, 1))
+    assert refused.status_code == 429  # any gradient check, small ones too, until the reset
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
+    body = problem_body(refused)
+    assert body["status"] == 429
+    assert body["detail"].startswith("over the compute budget of 1 s of computation per 1 minute")
+    assert "GRADIENT_RATELIMIT_COMPUTE_SECONDS" in body["detail"]
+    # the same client's cheap requests still go through, counted by the request limit only
+    cheap = [client.post("/v1/gradients", json=SMALL) for _ in range(3)]
+    assert [r.status_code for r in cheap] == [200] * 3
+    assert client.post("/v1/neuron", json=NEURON).status_code == 200
+
+
+def test_small_gradient_checks_go_through_by_the_hundred():
+    client = budget_app().test_client()
+    small = gradient_check_request(2, 3, 2)
+    assert {client.post("/v1/gradients", json=small).status_code for _ in range(100)} == {200}
+
+
+def test_each_client_has_its_own_compute_budget():
+    client = budget_app(GRADIENT_API_KEYS=("key-a", "key-b")).test_client()
+    expensive = gradient_check_request(20, 100, 8)
+
+    def post(key):
+        headers = {"Authorization": f"Bearer {key}"}
+        return client.post("/v1/gradients", json=expensive, headers=headers).status_code
+
+    statuses = []
+    while 429 not in statuses and len(statuses) < 20:
+        statuses.append(post("key-a"))
+    assert statuses[-1] == 429
+    assert post("key-b") == 200
+
+
+def test_a_request_ended_by_the_time_budget_is_charged_its_seconds():
+    client = budget_app(GRADIENT_TIME_BUDGET_SECONDS=0.3).test_client()
+    slow = gradient_check_request(30, 150, 16)  # about 1.5 s of checking, stopped at 0.3 s
+    statuses = []
+    while 429 not in statuses and len(statuses) < 20:
+        statuses.append(client.post("/v1/gradients", json=slow).status_code)
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {422} and len(statuses) >= 3
+
+
+def spend_the_budget(app) -> None:
+    """Charge this test client's whole compute budget, as earlier requests would have."""
+    limit = app.extensions[EXTENSION]
+    key = limit.compute.key_for(limit.key_prefix, "addr:127.0.0.1", "compute")
+    limit.store.storage.incr(key, 60, amount=limit.compute.amount * 1000)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/gradients", random_request(5, n_layers=3)),
+        (
+            "/v1/check",
+            {**random_request(5, n_layers=3), "submission": {"loss": 0.5, "layers": [None] * 3}},
+        ),
+        (
+            "/v1/exercises",
+            {
+                "seed": 1,
+                "layer_sizes": [3, 4, 2],
+                "activations": ["tanh", "sigmoid"],
+                "loss": "bce",
+            },
+        ),
+    ],
+)
+def test_requests_estimated_over_the_flop_threshold_are_metered(path, body):
+    app = budget_app(GRADIENT_EXPENSIVE_FLOPS=10)
+    spend_the_budget(app)
+    response = app.test_client().post(path, json=body)
+    assert response.status_code == 429
+    assert "compute budget" in problem_body(response)["detail"]
+
+
+def test_requests_under_the_flop_threshold_are_not_metered():
+    app = budget_app()
+    spend_the_budget(app)
+    client = app.test_client()
+    assert client.post("/v1/gradients", json=random_request(5, n_layers=3)).status_code == 200
+    body = {**random_request(5, n_layers=3), "submission": {"loss": 0.5, "layers": [None] * 3}}
+    assert client.post("/v1/check", json=body).status_code == 200
+
+
+def test_the_compute_budget_and_flop_threshold_are_read_from_the_environment():
+    env = {"GRADIENT_RATELIMIT_COMPUTE_SECONDS": "90 per hour", "GRADIENT_EXPENSIVE_FLOPS": "5e3"}
+    with pytest.raises(ValueError, match="GRADIENT_EXPENSIVE_FLOPS must be a whole number"):
+        Config.from_env(env)
+    settings = Config.from_env({**env, "GRADIENT_EXPENSIVE_FLOPS": "5_000"})
+    assert settings["RATELIMIT_COMPUTE_SECONDS"] == "90 per hour"
+    assert settings["GRADIENT_EXPENSIVE_FLOPS"] == 5000
+    defaults = Config.from_env({})
+    assert defaults["RATELIMIT_COMPUTE_SECONDS"] == "30 per minute"
+    assert defaults["GRADIENT_EXPENSIVE_FLOPS"] == 1_000_000_000
+    with pytest.raises(ValueError, match="GRADIENT_RATELIMIT_COMPUTE_SECONDS must be a positive"):
+        Config.from_env({"GRADIENT_RATELIMIT_COMPUTE_SECONDS": "0 per minute"})

@@ -435,3 +435,51 @@ def test_the_compute_budget_and_flop_threshold_are_read_from_the_environment():
     assert defaults["GRADIENT_EXPENSIVE_FLOPS"] == 1_000_000_000
     with pytest.raises(ValueError, match="GRADIENT_RATELIMIT_COMPUTE_SECONDS must be a positive"):
         Config.from_env({"GRADIENT_RATELIMIT_COMPUTE_SECONDS": "0 per minute"})
+
+
+def test_a_client_looping_gradient_checks_cannot_hold_every_worker():
+    # the finding: two gradient-check loops held both workers and 9 of 12 probes timed out
+    budget = {"GRADIENT_RATELIMIT_COMPUTE_SECONDS": "2 per minute"}
+    base_url, server = start_server(GUNICORN, env=budget)
+    expensive = gradient_check_request(30, 150, 16)  # about 1.5 s of checking each
+    started = time.monotonic()
+    first_refusal: list[float] = []
+
+    def running() -> bool:
+        # until 6 s after the client was first refused (40 s at most)
+        end = first_refusal[0] + 6 if first_refusal else started + 40
+        return time.monotonic() < end
+
+    def loop() -> list[int]:
+        statuses = []
+        while running():
+            response = requests.post(f"{base_url}/v1/gradients", json=expensive, timeout=30)
+            statuses.append(response.status_code)
+            if response.status_code == 429 and not first_refusal:
+                first_refusal.append(time.monotonic())
+                assert int(response.headers["Retry-After"]) > 0
+        return statuses
+
+    def probe(path: str) -> tuple[float, bool]:
+        sent = time.monotonic()
+        try:
+            return sent, requests.get(f"{base_url}{path}", timeout=2).status_code == 200
+        except requests.Timeout:
+            return sent, False
+
+    try:
+        with ThreadPoolExecutor(2) as clients:
+            loops = [clients.submit(loop) for _ in range(2)]
+            probes = []
+            while running():
+                probes.append(probe("/healthz"))
+                time.sleep(0.25)
+            statuses = [status for done in loops for status in done.result()]
+    finally:
+        stop_server(server)
+    assert first_refusal, "the client was never refused"
+    # once refused, the client's requests are answered at once, and the requests it had
+    # in flight then end within a few seconds: from there every probe answers
+    late = [ok for sent, ok in probes if sent > first_refusal[0] + 3]
+    assert len(late) >= 4 and all(late), probes
+    assert statuses.count(200) <= 6  # 2 s of budget, plus what was in flight

@@ -92,6 +92,11 @@ def per_worker(events: list[dict], event: str) -> dict[int, int]:
     return counts
 
 
+def sample(text: str, name: str) -> float:
+    """An unlabelled metric's value in a Prometheus text exposition."""
+    return next(float(line.split()[1]) for line in text.splitlines() if line.startswith(name))
+
+
 def log_so_far(process: subprocess.Popen) -> str:
     return os.pread(process.log.fileno(), 1 << 24, 0).decode(errors="replace")
 
@@ -180,9 +185,13 @@ def test_a_refused_connection_is_one_warning_per_worker_not_a_traceback_per_requ
             requests.post(f"{base_url}/v1/neuron", json=NEURON, timeout=10).status_code
             for _ in range(100)
         ]
+        metrics = requests.get(f"{base_url}/metrics", timeout=10).text
     finally:
         log = stop_server(server)
     assert statuses == [200] * 100  # failed open: far past 5 a minute, all answered
+    # summed over both workers' files; the gauge is the minimum over live workers
+    assert sample(metrics, "gradient_ratelimit_uncounted_total") == 100
+    assert sample(metrics, "gradient_ratelimit_store_up") == 0
     assert "Traceback" not in log
     started = per_worker(store_events(log), "ratelimit_store_down")
     assert 1 <= len(started) <= 2 and set(started.values()) == {1}
@@ -265,8 +274,7 @@ def test_the_metrics_say_whether_the_store_answers_and_what_went_uncounted():
     client = create_app({"TESTING": True}).test_client()
 
     def scrape(name):
-        text = client.get("/metrics").get_data(as_text=True)
-        return next(float(line.split()[1]) for line in text.splitlines() if line.startswith(name))
+        return sample(client.get("/metrics").get_data(as_text=True), name)
 
     before = scrape("gradient_ratelimit_uncounted_total")
     for _ in range(3):

@@ -14,7 +14,7 @@
 | GRADIENT_RATELIMIT_STORAGE_URI | memory:// | redis://host:6379 shares limits across replicas |
 | GRADIENT_RATELIMIT_STORAGE_TIMEOUT | 0.1 | seconds to connect, and per reply; then fail open |
 | GRADIENT_RATELIMIT_COMPUTE_SECONDS | 30 per minute | compute seconds per client, expensive work |
-| GRADIENT_EXPENSIVE_FLOPS | 1000000000 | estimated work over which a request is expensive |
+| GRADIENT_EXPENSIVE_FLOPS | 100000000 | estimated work over which a request is expensive |
 | GRADIENT_TRUSTED_PROXIES | 0           | proxies in front whose X-Forwarded-For is trusted |
 
 The server's own settings (HOST, PORT, WEB_CONCURRENCY, ...) are read by
@@ -119,7 +119,7 @@ class Config:
     RATELIMIT_KEY_PREFIX = "gradient"
     RATELIMIT_STORAGE_TIMEOUT = 0.1
     RATELIMIT_COMPUTE_SECONDS = "30 per minute"
-    GRADIENT_EXPENSIVE_FLOPS = 1_000_000_000
+    GRADIENT_EXPENSIVE_FLOPS = 100_000_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> dict:

@@ -15,7 +15,7 @@ a fixed window per client and endpoint, counted before the request is read.  Eve
 30 per minute), is the seconds of computation one client may use per window on expensive
 requests: those that ask for a numerical ``gradient_check``, and those whose estimated work
 (``estimated_flops``, times the autograder's passes on /v1/check) is over
-``GRADIENT_EXPENSIVE_FLOPS`` (10^9, about 50 ms of one core here).  Once the request is
+``GRADIENT_EXPENSIVE_FLOPS`` (10^8, 10 to 20 ms of one core here).  Once the request is
 parsed and its cost known, the view calls ``meter``: past the budget it is a 429 whose
 Retry-After is the end of the window; otherwise the request runs and, when it ends
 (answered, refused by the time budget, or failed), its wall-clock seconds are charged.
@@ -27,7 +27,8 @@ stop a student checking a toy network; a budget in seconds lets that student che
 hundreds and holds the other to 30 s a minute, about a quarter of one pod's two workers.
 Seconds are what an operator sizes workers in, need no model of the machine, and measure
 what the requests really cost.  Cheap requests are not metered (no store operation added
-to them); the request count bounds them: 600 a minute of at most ~50 ms each.  The budget
+to them): the request count bounds them, at 600 a minute of 20 ms at most, 12 s of a
+worker a minute; metering costs two store operations, about 1% of a 10 ms request.  The budget
 is checked before a request starts and charged when it ends, so a client's requests
 already running when it runs out still finish: the overshoot is at most one time budget
 per request the client has in flight at once.

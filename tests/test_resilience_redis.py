@@ -440,7 +440,7 @@ def test_the_compute_budget_and_flop_threshold_are_read_from_the_environment():
     assert settings["GRADIENT_EXPENSIVE_FLOPS"] == 5000
     defaults = Config.from_env({})
     assert defaults["RATELIMIT_COMPUTE_SECONDS"] == "30 per minute"
-    assert defaults["GRADIENT_EXPENSIVE_FLOPS"] == 1_000_000_000
+    assert defaults["GRADIENT_EXPENSIVE_FLOPS"] == 100_000_000
     with pytest.raises(ValueError, match="GRADIENT_RATELIMIT_COMPUTE_SECONDS must be a positive"):
         Config.from_env({"GRADIENT_RATELIMIT_COMPUTE_SECONDS": "0 per minute"})
 

@@ -4,8 +4,9 @@ python -m bench.redis_outage  (needs redis-server and wrk, which `make bench` in
 
 A real gunicorn (two workers) counting in a real redis-server; wrk loads small POST
 /v1/gradients for 5 s with Redis answering, then 5 s with Redis stopped, twice,
-interleaved, and /healthz once while it is stopped.  Without the store's timeouts the
-stopped rounds answered nothing at all (every worker waited on Redis for good).
+interleaved, and /healthz while it is stopped; then 6 s with nothing listening where Redis
+should be.  Without the store's timeouts the stopped rounds answered nothing at all (every
+worker waited on Redis for good), and a refused connection wrote a traceback per request.
 """
 
 from __future__ import annotations
@@ -133,6 +134,31 @@ def run(report: Report) -> None:
         f"{outage_lines} (6 expected: each worker's start of both outages, end of the "
         "first; the second ends with no request after it), "
         f"{log.count(b'Traceback')} tracebacks",
+    )
+
+    run_refused(report, body)
+
+
+def run_refused(report: Report, body: bytes) -> None:
+    """Redis down (nothing listening): 6 s of load, and what the log holds besides access."""
+    log_file = tempfile.TemporaryFile()
+    url, server = start_gunicorn(f"redis://127.0.0.1:{free_port()}", log_file)
+    try:
+        result = wrk(url + "/v1/gradients", 6, body)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    log_file.seek(0)
+    lines = [line for line in log_file.read().splitlines() if b'"message":"request"' not in line]
+    log_file.close()
+    text = b"\n".join(lines)
+    report.figure(
+        "small /v1/gradients, Redis refusing: requests/s, p99",
+        f"{result['rps']:6.0f} /s p99 {result['p99']:6.2f} ms  non-2xx {result['errors']}",
+    )
+    report.figure(
+        "log besides access lines: store lines, tracebacks, bytes",
+        f"{text.count(b'ratelimit_store_')}, {text.count(b'Traceback')}, {len(text):,}",
     )
 
 

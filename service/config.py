@@ -12,16 +12,23 @@
 | GRADIENT_API_KEYS_FILE   | (none)      | a file of keys, one per line (# comments)        |
 | GRADIENT_RATELIMIT_DEFAULT | 600 per minute | per API key (or client address) and endpoint |
 | GRADIENT_RATELIMIT_STORAGE_URI | memory:// | redis://host:6379 shares limits across replicas |
+| GRADIENT_RATELIMIT_STORAGE_TIMEOUT | 0.1 | seconds to connect, and per reply; then fail open |
+| GRADIENT_RATELIMIT_COMPUTE_SECONDS | 30 per minute | compute seconds per client, expensive work |
+| GRADIENT_EXPENSIVE_FLOPS | 100000000 | estimated work over which a request is expensive |
 | GRADIENT_TRUSTED_PROXIES | 0           | proxies in front whose X-Forwarded-For is trusted |
 
 The server's own settings (HOST, PORT, WEB_CONCURRENCY, ...) are read by
-service/gunicorn_conf.py.
+service/gunicorn_conf.py.  Expensive requests (service/ratelimit.py) are those asking for a
+gradient_check and those estimated over GRADIENT_EXPENSIVE_FLOPS; past the store's timeout
+the rate limits fail open (service/ratestore.py).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+
+from limits import parse
 
 from service.core import Limits
 
@@ -63,6 +70,22 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    """A limit such as "30 per minute", checked at start-up rather than at the first request."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        amount = parse(raw).amount
+    except ValueError:
+        amount = 0
+    if amount <= 0:
+        raise ValueError(
+            f'{name} must be a positive amount per period, such as "30 per minute", got {raw!r}'
+        )
+    return raw
+
+
 class Config:
     """Flask settings; ``from_env`` reads them when the app is created, not at import."""
 
@@ -94,6 +117,9 @@ class Config:
     RATELIMIT_DEFAULT = "600 per minute"
     RATELIMIT_STORAGE_URI = "memory://"
     RATELIMIT_KEY_PREFIX = "gradient"
+    RATELIMIT_STORAGE_TIMEOUT = 0.1
+    RATELIMIT_COMPUTE_SECONDS = "30 per minute"
+    GRADIENT_EXPENSIVE_FLOPS = 100_000_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> dict:
@@ -122,5 +148,14 @@ class Config:
         )
         settings["RATELIMIT_STORAGE_URI"] = (
             env.get("GRADIENT_RATELIMIT_STORAGE_URI", "").strip() or cls.RATELIMIT_STORAGE_URI
+        )
+        settings["RATELIMIT_STORAGE_TIMEOUT"] = _number(
+            env, "GRADIENT_RATELIMIT_STORAGE_TIMEOUT", cls.RATELIMIT_STORAGE_TIMEOUT
+        )
+        settings["RATELIMIT_COMPUTE_SECONDS"] = _rate(
+            env, "GRADIENT_RATELIMIT_COMPUTE_SECONDS", cls.RATELIMIT_COMPUTE_SECONDS
+        )
+        settings["GRADIENT_EXPENSIVE_FLOPS"] = _int(
+            env, "GRADIENT_EXPENSIVE_FLOPS", cls.GRADIENT_EXPENSIVE_FLOPS
         )
         return settings

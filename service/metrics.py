@@ -17,6 +17,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -46,6 +47,17 @@ VALIDATION_FAILURES = Counter(
 )
 DIAGNOSES = Counter(
     "gradient_diagnoses_total", "Failed autograder results, by diagnosis.", ["diagnosis"]
+)
+
+# The rate-limit store's health, as each worker last found it (service/ratestore.py).
+RATELIMIT_STORE_UP = Gauge(
+    "gradient_ratelimit_store_up",
+    "1 while the rate-limit store answers, 0 during an outage (the minimum over live workers).",
+    multiprocess_mode="livemin",
+)
+RATELIMIT_UNCOUNTED = Counter(
+    "gradient_ratelimit_uncounted_total",
+    "Requests let through without counting them, because the rate-limit store failed.",
 )
 
 _INDEX = re.compile(r"(?<=\.)\d+(?=\.|$)")

@@ -85,12 +85,23 @@ class JsonLines(logging.Formatter):
         return encode(line).decode()
 
 
+def json_lines_logger(name: str, propagate: bool = True) -> logging.Logger:
+    """A logger writing JSON lines to stdout (once, however often it is asked for).
+
+    Only the access log stops its lines at itself: the rare operational lines (the
+    rate-limit store's outages) also reach the root logger's handlers, if any are set.
+    """
+    logger = logging.getLogger(name)
+    if not logger.handlers:
+        handler = _Stdout()
+        handler.setFormatter(JsonLines())
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = propagate
+    return logger
+
+
 def init_app(app: Flask) -> None:
     app.before_request(_start)
     app.after_request(_finish)
-    if not log.handlers:
-        handler = _Stdout()
-        handler.setFormatter(JsonLines())
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
+    json_lines_logger(log.name, propagate=False)

@@ -11,7 +11,7 @@ from schemas import (
     ExerciseResponseSchema,
     GradescopeResultsSchema,
 )
-from service import metrics
+from service import metrics, ratelimit
 from service.core import check_limits, compute_gradients
 from service.core.budget import Deadline
 from service.core.exercises import generate
@@ -65,7 +65,9 @@ def check(request: CheckRequest):
     With `"format": "gradescope"` the answer is a Gradescope results.json document instead.
     """
     problem = request.gradients.problem
-    check_limits(problem, current_app.config["GRADIENT_LIMITS"], passes=passes_needed(problem))
+    passes = passes_needed(problem)
+    check_limits(problem, current_app.config["GRADIENT_LIMITS"], passes=passes)
+    ratelimit.meter(problem, passes=passes)
     grader = Grader(
         request.gradients,
         request.tolerance,
@@ -96,6 +98,7 @@ def exercises(request: ExerciseRequest):
     """A reproducible problem from a seed, and its solution: the same request, the same bytes."""
     problem = generate(request.spec)
     check_limits(problem, current_app.config["GRADIENT_LIMITS"])
+    ratelimit.meter(problem)
     laid_out = request.lay_out(problem)
     return {
         "problem": request.problem_document(laid_out),

@@ -9,7 +9,7 @@ from schemas import (
     NeuronRequestSchema,
     NeuronResponseSchema,
 )
-from service import json
+from service import json, ratelimit
 from service.core import (
     NeuronProblem,
     check_limits,
@@ -54,6 +54,7 @@ def gradients(request: GradientsRequest):
     dW and db come back in the layout and shape each layer was sent in.
     """
     check_limits(request.problem, current_app.config["GRADIENT_LIMITS"], request.gradient_check)
+    ratelimit.meter(request.problem, request.gradient_check)
     result = compute_gradients(request.problem)
     check = None
     if request.gradient_check:

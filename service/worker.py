@@ -32,6 +32,7 @@ Plain HTTP/1.1 only: TLS and HTTP/2 end in front (nginx, the ingress).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -94,6 +95,7 @@ class ComputeSlot:
         self._held = False
         #: time.monotonic() when the running application call began, else None
         self.computing_since: float | None = None
+        self.computing_conn: Connection | None = None
 
     def acquire(self) -> bool:
         """Take the slot; True when it had to wait for it."""
@@ -355,6 +357,7 @@ class GradientWorker(ThreadWorker):
             if self.slot.acquire() or self.slot.contended:
                 # a new connection for the next request may find an idle worker
                 req.must_close = True
+            self.slot.computing_conn = conn
             self.slot.computing_since = time.monotonic()
         try:
             result = app(environ, start_response)
@@ -434,6 +437,24 @@ class GradientWorker(ThreadWorker):
             # the client to hang up, and on the event loop that stalls every connection.
             conn.close(graceful=True)
         return keep
+
+    def handle_abort(self, sig, frame):
+        """The arbiter's watchdog (GUNICORN_TIMEOUT): tell the computation's client, then go
+        at once (an interpreter exit would wait for the computing thread)."""
+        conn = self.slot.computing_conn
+        if self.slot.computing_since is not None and conn is not None:
+            # nothing of its answer is sent while the application runs
+            _send_quietly(
+                conn.sock,
+                problem_bytes(
+                    500,
+                    f"the computation ran past {self.cfg.timeout} s (GUNICORN_TIMEOUT) and "
+                    "its worker was replaced; send a smaller problem.",
+                ),
+            )
+        self.alive = False
+        self.cfg.worker_abort(self)
+        os._exit(1)
 
     def notify(self):
         """The heartbeat; during a computation it says when the computation began, so that
@@ -546,6 +567,7 @@ class GradientWorker(ThreadWorker):
             if conn.head:
                 self.log.info("closed a request from %s not received in time", _ip(conn.client))
                 _send_quietly(conn.sock, self.timeout_answer())
+                _hang_up(conn.sock)
             conn.close()
 
     def set_accept_enabled(self, enabled):
@@ -621,6 +643,19 @@ _BUSY = json.dumps(
 
 def _ip(address) -> str:
     return address[0] if isinstance(address, tuple) and address else str(address)
+
+
+def _hang_up(sock) -> None:
+    """Read what the client sent since, then send FIN: closing with unread bytes would send
+    a reset, which can destroy the answer before the client reads it. Never blocks."""
+    try:
+        sock.setblocking(False)
+        while sock.recv(65536):
+            pass
+    except OSError:
+        pass
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
 
 
 def _send_quietly(sock, data: bytes) -> None:

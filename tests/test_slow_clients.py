@@ -19,10 +19,13 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 import requests
+import yaml
 
 from schemas.binary import encode
-from tests.conftest import BIN, start_server, stop_server
+from service import gunicorn_conf
+from tests.conftest import BIN, ROOT, start_server, stop_server
 from tests.problems import random_request
+from tests.test_cluster import manifests
 from tests.test_operations import metric, worker_pids
 
 GUNICORN = [
@@ -365,3 +368,15 @@ def test_a_computation_past_gunicorns_timeout_gets_a_500_and_its_worker_replaced
     assert long.response.headers["Content-Type"] == "application/problem+json"
     assert "GUNICORN_TIMEOUT" in long.response.json()["detail"]
     assert len(after) == 1 and before not in after and health.status_code == 200
+
+
+def test_the_shipped_grace_periods_outlast_the_drain_and_the_graceful_timeout():
+    # graceful_timeout counts from the SIGTERM, the drain included
+    assert 0 < gunicorn_conf.worker_class.settings.drain_seconds < gunicorn_conf.graceful_timeout
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert int(compose["services"]["gradient"]["stop_grace_period"].rstrip("s")) > (
+        gunicorn_conf.graceful_timeout
+    )
+    pod = manifests()["Deployment/gradient-service"]["spec"]["template"]["spec"]
+    pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + gunicorn_conf.graceful_timeout

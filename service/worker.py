@@ -400,10 +400,12 @@ class GradientWorker(ThreadWorker):
             raise
         if isinstance(reader, ChunkedReader) and len(body) == wanted:
             req.must_close = True  # over the limit: the rest is never read
+        elif len(body) < wanted:
+            req.must_close = True  # the client stopped sending (the app answers 400)
         if reserved:
             self.bodies.release(reserved - len(body))
             reserved = len(body)
-        environ["wsgi.input"] = io.BytesIO(body)
+        environ["wsgi.input"] = ReadOnce(body)
         return reserved
 
     def handle_request(self, req, conn):
@@ -607,6 +609,31 @@ class GradientWorker(ThreadWorker):
         for listener in self.sockets:
             listener.close()
         self.log.info("stopped accepting; finishing %d connection(s)", self.nr_conns)
+
+
+class ReadOnce(io.RawIOBase):
+    """A body read before the application ran. Read whole, it hands its bytes over and keeps
+    none (a BytesIO would keep them alive, and in memory, for the rest of the request)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data, self._at = data, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        data, at = self._data, self._at
+        if at == 0 and (size is None or size < 0 or size >= len(data)):
+            self._data = b""
+            return data
+        end = len(data) if size is None or size < 0 else min(len(data), at + size)
+        self._at = end
+        return data[at:end]
+
+    def readinto(self, buffer) -> int:
+        chunk = self.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
 
 
 class Answer:

@@ -23,6 +23,7 @@ import yaml
 
 from schemas.binary import encode
 from service import gunicorn_conf
+from service.worker import ComputeSlot, ReadOnce
 from tests.conftest import BIN, ROOT, start_server, stop_server
 from tests.problems import random_request
 from tests.test_cluster import manifests
@@ -380,3 +381,37 @@ def test_the_shipped_grace_periods_outlast_the_drain_and_the_graceful_timeout():
     pod = manifests()["Deployment/gradient-service"]["spec"]["template"]["spec"]
     pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pod["terminationGracePeriodSeconds"] > pre_stop + gunicorn_conf.graceful_timeout
+
+
+# -- the worker's parts ---------------------------------------------------------------------------
+
+
+def test_computations_wait_for_the_slot_in_arrival_order():
+    slot, order = ComputeSlot(), []
+    assert slot.acquire() is False  # free: taken without waiting
+
+    def compute(name: str) -> None:
+        assert slot.acquire() is True
+        order.append(name)
+        slot.release()
+
+    waiting = []
+    for name in "abcd":
+        waiting.append(threading.Thread(target=compute, args=(name,)))
+        waiting[-1].start()
+        while len(slot._waiters) < len(waiting):  # each is queued before the next arrives
+            time.sleep(0.001)
+    assert slot.busy and slot.contended
+    slot.release()
+    for thread in waiting:
+        thread.join(timeout=5)
+    assert order == ["a", "b", "c", "d"] and not slot.busy
+
+
+def test_a_body_read_whole_is_handed_over_not_kept():
+    data = b'{"x": 1}' * 1000
+    body = ReadOnce(data)
+    assert body.read() is data  # no copy
+    assert body.read() == b""  # and nothing kept
+    pieces = ReadOnce(b"abcdef")
+    assert [pieces.read(4), pieces.read(4), pieces.read(4)] == [b"abcd", b"ef", b""]

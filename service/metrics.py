@@ -30,7 +30,7 @@ REQUESTS = Counter(
 )
 LATENCY = Histogram(
     "gradient_request_duration_seconds",
-    "Time to answer a request, parse to serialise.",
+    "Time to answer a request, from its arrival at the server (queueing included).",
     ["endpoint"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )

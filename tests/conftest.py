@@ -37,6 +37,8 @@ def free_port() -> int:
 
 
 def wait_until_healthy(base_url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Poll /healthz until it answers 200. Refused connections and slow answers are both
+    normal while the workers boot (on a busy machine an import can take seconds)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

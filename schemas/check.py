@@ -29,7 +29,14 @@ class SubmissionSchema(StrictSchema):
     loss = Number(load_default=None)
     layers = fields.List(
         fields.Nested(SubmittedLayerSchema, allow_none=True),
-        load_default=list,
+        required=True,
+        error_messages={
+            "required": (
+                "missing: give one entry per layer of the problem, in order, null to skip a "
+                # marshmallow formats this message: braces doubled
+                'layer (for example "layers": [null, {{"db": [[0.1]]}}]).'
+            )
+        },
         metadata={"description": "one entry per layer of the problem; null skips a layer"},
     )
 
@@ -112,7 +119,8 @@ class FieldResultSchema(StrictSchema):
     max_rel_error = Number(
         allow_none=True, metadata={"description": "over the entries whose expected value is not 0"}
     )
-    diagnosis = fields.String(allow_none=True, metadata={"enum": list(DIAGNOSES)})
+    # null (a passing field) is one of the values: OpenAPI 3.0's nullable does not add it to an enum
+    diagnosis = fields.String(allow_none=True, metadata={"enum": [*DIAGNOSES, None]})
     message = fields.String(required=True)
     expected = Array(ndims=(0, 1, 2), metadata={"description": "only with reveal: true"})
 

@@ -119,8 +119,8 @@ class FieldResultSchema(StrictSchema):
     max_rel_error = Number(
         allow_none=True, metadata={"description": "over the entries whose expected value is not 0"}
     )
-    # null (a passing field) is one of the values: OpenAPI 3.0's nullable does not add it to an enum
-    diagnosis = fields.String(allow_none=True, metadata={"enum": [*DIAGNOSES, None]})
+    # null for a passing field: documented as anyOf the names and null (service.openapi)
+    diagnosis = fields.String(allow_none=True, metadata={"enum": list(DIAGNOSES)})
     message = fields.String(required=True)
     expected = Array(ndims=(0, 1, 2), metadata={"description": "only with reveal: true"})
 

@@ -4,8 +4,8 @@ flask-smorest documents the request and success bodies from the marshmallow
 schemas.  Everything else a client meets is added here, in one place, so the
 document is exactly what the service does: the bearer scheme, the headers
 every answer carries, every error status each operation can answer (as
-problem+json), and the OpenAPI forms of the custom fields (Array, nullable
-nested objects).  tests/conftest.py validates every response the test suite
+problem+json), and the OpenAPI forms of the custom fields (Array, nested
+objects that may be null).  tests/conftest.py validates every response the test suite
 receives against the served document, so a drift between the two fails a test.
 """
 
@@ -23,8 +23,7 @@ from .errors import PROBLEM_MIMETYPE
 
 SECURITY_SCHEME = "bearerAuth"
 
-#: OpenAPI 3.0's only way to say "null and nothing else" (it has no null type).
-NULL_ONLY = {"nullable": True, "enum": [None]}
+NULL_ONLY = {"type": "null"}
 
 _INTEGER = {"type": "integer", "minimum": 0}
 
@@ -222,8 +221,9 @@ def array_to_openapi(self, field, **kwargs) -> dict:
 def nullable_nested_to_openapi(self, field, ret: dict, **kwargs) -> dict:
     """A nested object or null: ``oneOf`` the object's schema and null only.
 
-    apispec writes ``anyOf`` with a bare ``{type: object, nullable: true}``, which
-    admits any object at all, so the nested schema was never enforced.
+    For OpenAPI 3.0 apispec wrote ``anyOf`` with a bare nullable object, which admits
+    any object at all, so the nested schema was never enforced; ``oneOf`` with
+    JSON Schema's null says exactly "that object, or null", in any version.
     """
     if not (isinstance(field, fields.Nested) and field.allow_none and "anyOf" in ret):
         return {}
@@ -232,3 +232,17 @@ def nullable_nested_to_openapi(self, field, ret: dict, **kwargs) -> dict:
         return {}
     del ret["anyOf"]
     return {"oneOf": [refs[0], NULL_ONLY]}
+
+
+def nullable_enum_to_openapi(self, field, ret: dict, **kwargs) -> dict:
+    """A name from a set, or null: ``anyOf`` the enum and null.
+
+    ``type: [string, "null"]`` with null among the ``enum`` values is valid too, but
+    generated clients then declare the enum three times over.
+    """
+    types = ret.get("type")
+    if not (field.allow_none and "enum" in ret and isinstance(types, list) and "null" in types):
+        return {}
+    names = [value for value in ret.pop("enum") if value is not None]
+    (kind,) = [name for name in ret.pop("type") if name != "null"]
+    return {"anyOf": [{"type": kind, "enum": names}, NULL_ONLY]}

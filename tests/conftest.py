@@ -1,4 +1,5 @@
-"""Fixtures: an in-process app and client, and a real gunicorn on a free loopback port."""
+"""Fixtures: an in-process app and client (every answer checked against /openapi.json),
+and a real gunicorn on a free loopback port."""
 
 from __future__ import annotations
 
@@ -13,11 +14,22 @@ from pathlib import Path
 
 import pytest
 import requests
+from flask import Flask
 
 from service import create_app
+from tests.contract import ContractClient, served_contract
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def responses_match_the_published_contract():
+    """Every app's test client validates each answer against the served /openapi.json."""
+    served_contract()  # parsed once, before the first test
+    Flask.test_client_class = ContractClient
+    yield
+    Flask.test_client_class = None
 
 
 @pytest.fixture
@@ -44,7 +56,8 @@ def wait_until_healthy(base_url: str, process: subprocess.Popen, timeout: float 
         try:
             if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
+        # not listening yet, or listening while its workers still boot (a busy machine)
+        except (requests.ConnectionError, requests.Timeout):
             pass
         time.sleep(0.1)
     raise RuntimeError(f"server at {base_url} did not become healthy in {timeout}s")

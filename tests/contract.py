@@ -1,0 +1,147 @@
+"""Every answer the test suite receives, checked against the served /openapi.json.
+
+tests/conftest.py makes ``ContractClient`` the test client of every Flask app the
+suite creates, so each request a test sends through ``app.test_client()`` has
+its response validated with openapi-core (status, content type, body schema,
+documented headers), and a header the document does not list fails too.
+
+What is not an API operation is skipped by rule, listed in NOT_OPERATIONS: the
+page and its assets, the Swagger UI, the document itself, the Prometheus text.
+An unknown path (404) or method (405) is checked as problem+json (with Allow
+for 405).  Any other route the document does not describe is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+
+from flask.testing import FlaskClient
+from openapi_core import Config, OpenAPI
+from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
+from openapi_schema_validator import OAS30Validator
+from werkzeug.test import TestResponse
+
+from service import create_app
+
+PROBLEM = "application/problem+json"
+
+#: Paths (exact, or a prefix when ending in /) served by the app that are not API operations.
+NOT_OPERATIONS = ("/", "/page/", "/docs", "/docs/", "/metrics", "/openapi.json")
+
+#: Headers every HTTP answer may carry without the document naming them.
+TRANSPORT_HEADERS = {"content-type", "content-length"}
+
+#: Methods Flask answers for every route by itself.
+AUTOMATIC_METHODS = {"HEAD", "OPTIONS"}
+
+
+class AnsweredRequest(WerkzeugOpenAPIRequest):
+    """The request a response answers; its body was read by the app and is not needed."""
+
+    @property
+    def body(self) -> bytes:
+        return b""
+
+
+class Contract:
+    """The served document, parsed once, and the checks every response goes through."""
+
+    def __init__(self, document: dict):
+        self.document = document
+        self.openapi = OpenAPI.from_dict(
+            document,
+            config=Config(extra_media_type_deserializers={PROBLEM: json.loads}),
+        )
+        self.problem_schema = OAS30Validator(
+            document["components"]["schemas"]["ProblemDetails"],
+        )
+        self.checked = 0
+
+    def check(self, response: TestResponse) -> None:
+        request = response.request
+        path, method = request.path, request.method
+        operations = self.document["paths"].get(path)
+        if operations is not None and method.lower() in operations:
+            self._check_operation(response, operations[method.lower()])
+        elif response.status_code in (404, 405) and not _is_page(path):
+            self._check_unrouted(response)
+        elif _is_page(path) or (operations is not None and method in AUTOMATIC_METHODS):
+            return
+        else:
+            raise AssertionError(
+                f"{method} {path} answered {response.status_code} but /openapi.json does not "
+                "describe it: document it, or list it in tests/contract.py NOT_OPERATIONS."
+            )
+        self.checked += 1
+
+    def _check_operation(self, response: TestResponse, operation: dict) -> None:
+        try:
+            self.openapi.validate_response(
+                AnsweredRequest(response.request), WerkzeugOpenAPIResponse(response)
+            )
+        except Exception as error:  # openapi-core's errors say little without their cause
+            raise AssertionError(_explain(response, error)) from error
+        documented = self._documented_headers(operation, response.status_code)
+        extra = {
+            name
+            for name in response.headers.keys()  # noqa: SIM118 (Headers iterates pairs)
+            if name.lower() not in TRANSPORT_HEADERS and name.lower() not in documented
+        }
+        assert not extra, (
+            f"{response.request.method} {response.request.path} answered "
+            f"{response.status_code} with headers /openapi.json does not document: "
+            f"{sorted(extra)}"
+        )
+
+    def _documented_headers(self, operation: dict, status: int) -> set[str]:
+        responses = operation["responses"]
+        documented = responses.get(str(status), responses.get("default", {}))
+        if "$ref" in documented:
+            documented = self.document["components"]["responses"][documented["$ref"].split("/")[-1]]
+        return {name.lower() for name in documented.get("headers", {})}
+
+    def _check_unrouted(self, response: TestResponse) -> None:
+        where = f"{response.request.method} {response.request.path} ({response.status_code})"
+        assert response.mimetype == PROBLEM, f"{where}: {response.mimetype}, not problem+json"
+        errors = [e.message for e in self.problem_schema.iter_errors(response.get_json(force=True))]
+        assert not errors, f"{where}: not a ProblemDetails document: {errors}"
+        if response.status_code == 405:
+            assert response.headers.get("Allow"), f"{where}: a 405 without Allow"
+
+
+def _is_page(path: str) -> bool:
+    return any(
+        path.startswith(rule) if rule.endswith("/") and rule != "/" else path == rule
+        for rule in NOT_OPERATIONS
+    )
+
+
+def _explain(response: TestResponse, error: Exception) -> str:
+    causes, cause = [], error
+    while cause is not None:
+        causes.append(f"{type(cause).__name__}: {cause}")
+        for inner in getattr(cause, "schema_errors", ()) or ():
+            causes.append(f"  {inner.message} at {list(inner.absolute_path)}")
+        cause = cause.__cause__ or cause.__context__
+    body = response.get_data(as_text=True)
+    return (
+        f"{response.request.method} {response.request.path} answered {response.status_code} "
+        f"against /openapi.json:\n" + "\n".join(causes) + f"\nbody: {body[:500]}"
+    )
+
+
+@cache
+def served_contract() -> Contract:
+    """The document the app serves, fetched and parsed once per test session."""
+    answer = FlaskClient(create_app({"TESTING": True})).get("/openapi.json")
+    return Contract(answer.get_json())
+
+
+class ContractClient(FlaskClient):
+    """Flask's test client, validating every answer against the served document."""
+
+    def open(self, *args, **kwargs) -> TestResponse:
+        response = super().open(*args, **kwargs)
+        served_contract().check(response)
+        return response

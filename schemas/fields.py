@@ -89,12 +89,12 @@ class Flag(fields.Boolean):
 
 
 def positive_number(**kwargs) -> Number:
-    """A Number that must be > 0, documented as such (OpenAPI 3.1's numeric exclusiveMinimum)."""
+    """A Number that must be > 0, documented as such (OpenAPI 3.0's exclusiveMinimum)."""
     return Number(
         validate=validate.Range(
             min=0, min_inclusive=False, error="must be greater than 0 (got {input})."
         ),
-        metadata={"exclusiveMinimum": 0, **kwargs.pop("metadata", {})},
+        metadata={"exclusiveMinimum": True, **kwargs.pop("metadata", {})},
         **kwargs,
     )
 

@@ -68,9 +68,9 @@ class Config:
 
     API_TITLE = "Gradient service"
     API_VERSION = "1.0.0"
-    #: 3.1: JSON Schema's own null (3.0's nullable cannot say "one of these names, or null"
-    #: without generated clients tripling the enum)
-    OPENAPI_VERSION = "3.1.0"
+    #: 3.0, not 3.1: 3.1's JSON Schema counts 7.0 as an integer, which the service refuses
+    #: (schemas.fields.Whole); 3.0's validators agree with the service.
+    OPENAPI_VERSION = "3.0.3"
     OPENAPI_URL_PREFIX = "/"
     OPENAPI_JSON_PATH = "openapi.json"
     OPENAPI_SWAGGER_UI_PATH = "docs"

@@ -23,7 +23,8 @@ from .errors import PROBLEM_MIMETYPE
 
 SECURITY_SCHEME = "bearerAuth"
 
-NULL_ONLY = {"type": "null"}
+#: OpenAPI 3.0's way to say "null and nothing else" (it has no null type).
+NULL_ONLY = {"nullable": True, "enum": [None]}
 
 _INTEGER = {"type": "integer", "minimum": 0}
 
@@ -221,9 +222,8 @@ def array_to_openapi(self, field, **kwargs) -> dict:
 def nullable_nested_to_openapi(self, field, ret: dict, **kwargs) -> dict:
     """A nested object or null: ``oneOf`` the object's schema and null only.
 
-    For OpenAPI 3.0 apispec wrote ``anyOf`` with a bare nullable object, which admits
-    any object at all, so the nested schema was never enforced; ``oneOf`` with
-    JSON Schema's null says exactly "that object, or null", in any version.
+    apispec writes ``anyOf`` with a bare ``{type: object, nullable: true}``, which
+    admits any object at all, so the nested schema was never enforced.
     """
     if not (isinstance(field, fields.Nested) and field.allow_none and "anyOf" in ret):
         return {}
@@ -237,12 +237,12 @@ def nullable_nested_to_openapi(self, field, ret: dict, **kwargs) -> dict:
 def nullable_enum_to_openapi(self, field, ret: dict, **kwargs) -> dict:
     """A name from a set, or null: ``anyOf`` the enum and null.
 
-    ``type: [string, "null"]`` with null among the ``enum`` values is valid too, but
-    generated clients then declare the enum three times over.
+    apispec writes ``nullable: true`` beside an ``enum`` without null, which a validator
+    reads as "never null" (3.0.3: nullable does not add null to an enum).  With null
+    added to that enum it is valid, but generated clients declare the enum three times.
     """
-    types = ret.get("type")
-    if not (field.allow_none and "enum" in ret and isinstance(types, list) and "null" in types):
+    if not (field.allow_none and "enum" in ret and ret.get("nullable")):
         return {}
     names = [value for value in ret.pop("enum") if value is not None]
-    (kind,) = [name for name in ret.pop("type") if name != "null"]
-    return {"anyOf": [{"type": kind, "enum": names}, NULL_ONLY]}
+    del ret["nullable"]
+    return {"anyOf": [{"type": ret.pop("type"), "enum": names}, NULL_ONLY]}

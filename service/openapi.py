@@ -52,9 +52,9 @@ HEADERS: dict[str, dict[str, Any]] = {
         "schema": _INTEGER,
     },
     "WWW-Authenticate": {
-        "description": 'The bearer challenge, with error="invalid_token" for a wrong key.',
+        "description": "The bearer challenge, with error=invalid_token for a wrong key.",
         "required": True,
-        "schema": {"type": "string", "example": 'Bearer error="invalid_token"'},
+        "schema": {"type": "string", "example": "Bearer error=invalid_token"},
     },
 }
 

@@ -117,12 +117,22 @@ def _is_page(path: str) -> bool:
     )
 
 
+def _leaves(error) -> list:
+    if not error.context:
+        return [error]
+    return sorted(
+        (leaf for inner in error.context for leaf in _leaves(inner)),
+        key=lambda leaf: -len(leaf.absolute_path),  # the deepest first: the likeliest cause
+    )
+
+
 def _explain(response: TestResponse, error: Exception) -> str:
     causes, cause = [], error
     while cause is not None:
         causes.append(f"{type(cause).__name__}: {cause}")
         for inner in getattr(cause, "schema_errors", ()) or ():
-            causes.append(f"  {inner.message} at {list(inner.absolute_path)}")
+            for leaf in _leaves(inner)[:8]:  # inside oneOf/anyOf: what each branch missed
+                causes.append(f"  {leaf.message[:200]} at {list(leaf.absolute_path)}")
         cause = cause.__cause__ or cause.__context__
     body = response.get_data(as_text=True)
     return (

@@ -23,8 +23,10 @@ from .errors import PROBLEM_MIMETYPE
 
 SECURITY_SCHEME = "bearerAuth"
 
-#: OpenAPI 3.0's way to say "null and nothing else" (it has no null type).
-NULL_ONLY = {"nullable": True, "enum": [None]}
+def null_only(kind: str) -> dict[str, Any]:
+    """OpenAPI 3.0's way to say "null and nothing else": it has no null type, and
+    ``nullable`` means nothing without a ``type`` beside it."""
+    return {"type": kind, "nullable": True, "enum": [None]}
 
 _INTEGER = {"type": "integer", "minimum": 0}
 
@@ -231,7 +233,7 @@ def nullable_nested_to_openapi(self, field, ret: dict, **kwargs) -> dict:
     if len(refs) != 1:
         return {}
     del ret["anyOf"]
-    return {"oneOf": [refs[0], NULL_ONLY]}
+    return {"oneOf": [refs[0], null_only("object")]}
 
 
 def nullable_enum_to_openapi(self, field, ret: dict, **kwargs) -> dict:
@@ -245,4 +247,5 @@ def nullable_enum_to_openapi(self, field, ret: dict, **kwargs) -> dict:
         return {}
     names = [value for value in ret.pop("enum") if value is not None]
     del ret["nullable"]
-    return {"anyOf": [{"type": ret.pop("type"), "enum": names}, NULL_ONLY]}
+    kind = ret.pop("type")
+    return {"anyOf": [{"type": kind, "enum": names}, null_only(kind)]}

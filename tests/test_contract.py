@@ -270,7 +270,7 @@ def test_a_passing_fields_diagnosis_is_documented_as_a_name_or_null(document):
     diagnosis = schemas(document)["FieldResult"]["properties"]["diagnosis"]
 
     names, null = diagnosis["anyOf"]
-    assert null == {"nullable": True, "enum": [None]}
+    assert null == {"type": "string", "nullable": True, "enum": [None]}
     assert "wrong_values" in names["enum"]
     assert None not in names["enum"]
 

@@ -81,7 +81,8 @@ class Config:
             "description": (
                 "Forward activations, loss and every layer's dW and db for a dense network, "
                 "computed exactly in float64. Errors are RFC 9457 problem+json."
-            )
+            ),
+            "license": {"name": "MIT", "url": "https://opensource.org/license/mit"},
         }
     }
 

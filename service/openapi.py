@@ -23,10 +23,12 @@ from .errors import PROBLEM_MIMETYPE
 
 SECURITY_SCHEME = "bearerAuth"
 
+
 def null_only(kind: str) -> dict[str, Any]:
     """OpenAPI 3.0's way to say "null and nothing else": it has no null type, and
     ``nullable`` means nothing without a ``type`` beside it."""
     return {"type": kind, "nullable": True, "enum": [None]}
+
 
 _INTEGER = {"type": "integer", "minimum": 0}
 

@@ -116,7 +116,7 @@ RESPONSES: dict[str, dict[str, Any]] = {
     ),
     "DEFAULT_ERROR": _problem(
         "An unexpected failure of the service (500), logged with the request id.",
-        _headers("X-Request-ID"),
+        _headers(*_V1),  # X-RateLimit-* only on /v1/, as everywhere
     ),
 }
 

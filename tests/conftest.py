@@ -32,6 +32,12 @@ def responses_match_the_published_contract():
     Flask.test_client_class = None
 
 
+def pytest_terminal_summary(terminalreporter):
+    checked = served_contract.cache_info().currsize and served_contract().checked
+    if checked:
+        terminalreporter.write_line(f"{checked} responses validated against /openapi.json")
+
+
 @pytest.fixture
 def app():
     return create_app({"TESTING": True})

@@ -88,7 +88,13 @@ def test_the_gate_fails_an_answer_the_document_does_not_allow(client, document):
         "enum": ["wrong_values"],
     }
     with pytest.raises(AssertionError, match="None is not one of"):
-        Contract(before).check(answer)
+        Contract(before).check(answer)  # openapi-core: the first answer of its kind
+
+    gate = Contract(before)
+    failing = {"loss": loss + 1, "layers": [None, None]}
+    gate.check(client.post("/v1/check", json={**PROBLEM, "submission": failing}))
+    with pytest.raises(AssertionError, match="None is not one of"):
+        gate.check(answer)  # the cached validator: every later answer of that kind
 
 
 def test_the_gate_fails_a_header_the_document_does_not_list(client, document):

@@ -62,8 +62,7 @@ def wait_until_healthy(base_url: str, process: subprocess.Popen, timeout: float 
         try:
             if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
                 return
-        # not listening yet, or listening while its workers still boot (a busy machine)
-        except (requests.ConnectionError, requests.Timeout):
+        except requests.ConnectionError:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"server at {base_url} did not become healthy in {timeout}s")

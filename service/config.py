@@ -80,7 +80,9 @@ class Config:
         "info": {
             "description": (
                 "Forward activations, loss and every layer's dW and db for a dense network, "
-                "computed exactly in float64. Errors are RFC 9457 problem+json."
+                "computed exactly in float64. Errors are RFC 9457 problem+json, those outside "
+                "any operation too: 404 for an unknown path, 405 with an Allow header for a "
+                "method a path does not take."
             ),
             "license": {"name": "MIT", "url": "https://opensource.org/license/mit"},
         }

@@ -39,9 +39,19 @@ system-deps:
 run: $(VENV)/.runtime
 	PORT=$(PORT) $(BIN)/gradient-service serve
 
-lint: $(VENV)/.dev
+# Redocly CLI, pinned in package.json and package-lock.json, into ./node_modules.
+REDOCLY := node_modules/.bin/redocly
+$(REDOCLY): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The document the service serves, checked with Redocly's recommended rules (redocly.yaml).
+lint: $(VENV)/.dev $(REDOCLY)
 	$(BIN)/ruff check --no-cache .
 	$(BIN)/ruff format --check --no-cache .
+	@mkdir -p build
+	$(BIN)/flask --app 'service:create_app()' openapi write --format json build/openapi.json
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true $(REDOCLY) lint --format=stylish build/openapi.json
 
 test: $(VENV)/.dev system-deps lint
 	$(BIN)/pytest
@@ -52,4 +62,4 @@ bench: $(VENV)/.dev system-deps
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info node_modules build/openapi.json

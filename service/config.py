@@ -91,6 +91,8 @@ class Config:
 
     API_TITLE = "Gradient service"
     API_VERSION = "1.0.0"
+    #: 3.0, not 3.1: 3.1's JSON Schema counts 7.0 as an integer, which the service refuses
+    #: (schemas.fields.Whole); 3.0's validators agree with the service.
     OPENAPI_VERSION = "3.0.3"
     OPENAPI_URL_PREFIX = "/"
     OPENAPI_JSON_PATH = "openapi.json"
@@ -101,8 +103,11 @@ class Config:
         "info": {
             "description": (
                 "Forward activations, loss and every layer's dW and db for a dense network, "
-                "computed exactly in float64. Errors are RFC 9457 problem+json."
-            )
+                "computed exactly in float64. Errors are RFC 9457 problem+json, those outside "
+                "any operation too: 404 for an unknown path, 405 with an Allow header for a "
+                "method a path does not take."
+            ),
+            "license": {"name": "MIT", "url": "https://opensource.org/license/mit"},
         }
     }
 

@@ -1,4 +1,5 @@
-"""Fixtures: an in-process app and client, and a real gunicorn on a free loopback port."""
+"""Fixtures: an in-process app and client (every answer checked against /openapi.json),
+and a real gunicorn on a free loopback port."""
 
 from __future__ import annotations
 
@@ -13,11 +14,28 @@ from pathlib import Path
 
 import pytest
 import requests
+from flask import Flask
 
 from service import create_app
+from tests.contract import ContractClient, served_contract
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def responses_match_the_published_contract():
+    """Every app's test client validates each answer against the served /openapi.json."""
+    served_contract()  # parsed once, before the first test
+    Flask.test_client_class = ContractClient
+    yield
+    Flask.test_client_class = None
+
+
+def pytest_terminal_summary(terminalreporter):
+    checked = served_contract.cache_info().currsize and served_contract().checked
+    if checked:
+        terminalreporter.write_line(f"{checked} responses validated against /openapi.json")
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from service.core.budget import Deadline
 from service.core.exercises import generate
 from service.core.mistakes import passes_needed
 from service.grading import Grader, gradescope_results
+from service.openapi import one_of
 
 from .blueprint import Blueprint
 
@@ -43,21 +44,18 @@ CHECK_EXAMPLE = {
 CHECK_RESPONSE, GRADESCOPE_RESULTS = CheckResponseSchema(), GradescopeResultsSchema()
 
 
-def _one_of(*names: str) -> dict:
-    return {"oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in names]}
-
-
 @blp.route("/check", methods=["POST"])
 @blp.arguments(CheckRequestSchema(), example=CHECK_EXAMPLE)
 @blp.doc(
+    operationId="checkSubmission",
     responses={
         "200": {
             "description": "The graded fields; a Gradescope results.json with format=gradescope.",
             "content": {
-                "application/json": {"schema": _one_of("CheckResponse", "GradescopeResults")}
+                "application/json": {"schema": one_of("CheckResponse", "GradescopeResults")}
             },
         }
-    }
+    },
 )
 def check(request: CheckRequest):
     """Grade each submitted field: pass or fail, and for a failure the mistake that explains it.
@@ -94,6 +92,7 @@ def check(request: CheckRequest):
     },
 )
 @blp.response(200, ExerciseResponseSchema)
+@blp.doc(operationId="createExercise")
 def exercises(request: ExerciseRequest):
     """A reproducible problem from a seed, and its solution: the same request, the same bytes."""
     problem = generate(request.spec)

@@ -48,6 +48,7 @@ blp = Blueprint(
     },
 )
 @blp.response(200, GradientsResponseSchema)
+@blp.doc(operationId="computeGradients")
 def gradients(request: GradientsRequest):
     """Loss, activations, and every layer's dW and db.
 
@@ -82,6 +83,7 @@ def gradients(request: GradientsRequest):
     },
 )
 @blp.response(200, NeuronResponseSchema)
+@blp.doc(operationId="computeNeuron")
 def neuron(problem: NeuronProblem):
     """One neuron z = w . x + b: every chain-rule term of dL/db, and one update step."""
     return neuron_terms(problem)

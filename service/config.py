@@ -7,6 +7,7 @@
 | GRADIENT_MAX_LAYERS      | 64          | layers in one request                            |
 | GRADIENT_MAX_FLOPS       | 20000000000 | estimated forward + backward floating-point ops  |
 | GRADIENT_MAX_CHECK_PARAMETERS | 5000   | parameters a numerical gradient check may nudge  |
+| GRADIENT_MAX_REQUEST_BYTES | 268435456 | bytes one request may hold at its peak (256 MiB) |
 | GRADIENT_TIME_BUDGET_SECONDS | 20      | wall-clock budget of one computation (422 past it) |
 | GRADIENT_API_KEYS        | (none)      | comma-separated keys; when set, /v1/ needs one   |
 | GRADIENT_API_KEYS_FILE   | (none)      | a file of keys, one per line (# comments)        |
@@ -16,6 +17,16 @@
 
 The server's own settings (HOST, PORT, WEB_CONCURRENCY, ...) are read by
 service/gunicorn_conf.py.
+
+GRADIENT_MAX_REQUEST_BYTES bounds what one request may hold at its peak (its
+arrays, every layer's activations and gradients, the temporaries, its answer's
+text), priced from its shapes before anything is computed (service/core/cost.py).
+A worker peaks at its idle size plus at most this: sized so that WEB_CONCURRENCY
+workers at their peak fit the container's memory limit with room.  The shipped
+Kubernetes pod (limit 2 GiB, WEB_CONCURRENCY 2): the master's ~40 MiB, and per
+worker ~50 MiB idle + 256 MiB for the request + up to 256 MiB of freed memory the
+worker keeps (service/allocator.py) = ~1.2 GiB at the very worst, 60% of the limit.
+Raise it with the memory limit: a worker needs about idle + 2 x this.
 """
 
 from __future__ import annotations
@@ -110,6 +121,7 @@ class Config:
             max_check_parameters=_int(
                 env, "GRADIENT_MAX_CHECK_PARAMETERS", defaults.max_check_parameters
             ),
+            max_request_bytes=_int(env, "GRADIENT_MAX_REQUEST_BYTES", defaults.max_request_bytes),
         )
         settings["GRADIENT_TIME_BUDGET_SECONDS"] = _number(
             env, "GRADIENT_TIME_BUDGET_SECONDS", cls.GRADIENT_TIME_BUDGET_SECONDS

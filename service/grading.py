@@ -107,8 +107,8 @@ class Grader:
         self.reveal = reveal
         self.deadline = deadline
         with np.errstate(all="ignore"):
-            self._forward = forward(request.problem)  # shared by the mistaken passes
-        self.reference: Gradients = compute_gradients(request.problem, self._forward)
+            self._forward = forward(request.problem, deadline)  # shared by the mistaken passes
+        self.reference: Gradients = compute_gradients(request.problem, self._forward, deadline)
         self._variants: list[Variant] = []
         self._variant_source: Iterator[Variant] | None = None
 
@@ -121,7 +121,7 @@ class Grader:
         """The catalogue, computed on first use and remembered for the next field."""
         yield from self._variants
         if self._variant_source is None:
-            self._variant_source = variants(self.request.problem, self._forward)
+            self._variant_source = variants(self.request.problem, self._forward, self.deadline)
         while True:
             self.deadline.check()
             with np.errstate(all="ignore"):

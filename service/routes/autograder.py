@@ -12,10 +12,13 @@ from schemas import (
     GradescopeResultsSchema,
 )
 from service import metrics
-from service.core import check_limits, compute_gradients
+from service.core import compute_gradients
 from service.core.budget import Deadline
+from service.core.cost import NetworkShape
 from service.core.exercises import generate
+from service.core.limits import check_request
 from service.core.mistakes import passes_needed
+from service.core.request_costs import exercise_cost, grading_cost
 from service.grading import Grader, gradescope_results
 
 from .blueprint import Blueprint
@@ -64,14 +67,19 @@ def check(request: CheckRequest):
 
     With `"format": "gradescope"` the answer is a Gradescope results.json document instead.
     """
-    problem = request.gradients.problem
-    check_limits(problem, current_app.config["GRADIENT_LIMITS"], passes=passes_needed(problem))
+    deadline = Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"])
+    problem, submission = request.gradients.problem, request.submission
+    net = NetworkShape.of(problem)
+    fields = [(i, name) for i, layer in enumerate(submission.layers) for name in layer or ()]
+    submitted = sum(array.size for layer in submission.layers for array in (layer or {}).values())
+    cost = grading_cost(net, passes_needed(problem), submitted, fields, request.reveal)
+    check_request(net, cost, current_app.config["GRADIENT_LIMITS"])
     grader = Grader(
         request.gradients,
         request.tolerance,
         request.strict_shapes,
         request.reveal,
-        deadline=Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"]),
+        deadline=deadline,
     )
     report = grader.grade(request.submission)
     metrics.count_diagnoses(r.diagnosis for r in report.results if r.diagnosis)
@@ -94,10 +102,14 @@ def check(request: CheckRequest):
 @blp.response(200, ExerciseResponseSchema)
 def exercises(request: ExerciseRequest):
     """A reproducible problem from a seed, and its solution: the same request, the same bytes."""
-    problem = generate(request.spec)
-    check_limits(problem, current_app.config["GRADIENT_LIMITS"])
+    deadline = Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"])
+    spec = request.spec
+    net = NetworkShape.of_sizes(spec.batch_size, spec.layer_sizes, spec.activations)
+    cost = exercise_cost(net, spec.loss)
+    check_request(net, cost, current_app.config["GRADIENT_LIMITS"], layers_field="layer_sizes")
+    problem = generate(spec, deadline)
     laid_out = request.lay_out(problem)
     return {
         "problem": request.problem_document(laid_out),
-        "solution": laid_out.present(compute_gradients(problem)),
+        "solution": laid_out.present(compute_gradients(problem, deadline=deadline)),
     }

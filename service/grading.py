@@ -54,6 +54,13 @@ class Submission:
     #: one entry per layer: field name -> array in the client's shapes, or None to skip
     layers: tuple[dict[str, np.ndarray] | None, ...]
 
+    def fields(self) -> list[tuple[int, str]]:
+        """(layer, name) of every submitted array."""
+        return [(i, name) for i, fields in enumerate(self.layers) for name in fields or ()]
+
+    def numbers(self) -> int:
+        return sum(array.size for fields in self.layers for array in (fields or {}).values())
+
 
 @dataclass
 class FieldResult:

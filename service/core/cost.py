@@ -7,10 +7,13 @@ worker for 835 MB.  This model prices a request from its shapes alone, so that
 service.core.limits refuses it before any of that is allocated, naming the part
 that is too big.
 
-The estimate bounds what a request holds at once, from the moment its arrays
-are parsed (float64, 8 bytes a number) until its answer is written:
+The estimate bounds what a request adds to a worker's memory at its peak, from
+its body until its answer is written:
 
-- the request's own arrays (inputs, targets, parameters, a submission);
+- the body: it and its parsed form are freed before the computation starts,
+  but the heap they leave is not always reused (its size, once);
+- the request's own arrays (float64, 8 bytes a number: inputs, targets,
+  parameters, a submission);
 - every layer's kept arrays: z and a from the forward pass; dz, dW and db from
   each backward pass (the autograder keeps one set per mistaken pass, all at once);
 - the temporaries of the largest step: ``SCRATCH`` arrays of (batch, units), the
@@ -18,8 +21,11 @@ are parsed (float64, 8 bytes a number) until its answer is written:
   the upstream gradient) holds beside the kept arrays;
 - each endpoint's extras: the gradient check's layer inputs and nudged passes,
   the updated layers, an exercise's draws;
-- the answer: its text, in a buffer up to half again as large (msgspec grows
-  it by half), plus the largest array's own pieces while it is written.
+- the answer: its text twice, plus the largest array's own pieces while it
+  is written.  msgspec grows its buffer by half with realloc; a move copies it,
+  and the block it leaves on the heap stays resident (service/allocator.py
+  keeps freed memory): a 64-layer answer of 81 MB peaked 54 MB over its
+  arrays and text in RSS, where tracemalloc saw only the buffer's capacity.
 
 Calibration, by tracemalloc in one process (it sees NumPy's, orjson's, msgspec's
 and pybase64's allocations) and the worker's peak RSS (/proc/<pid>/status VmHWM),
@@ -48,7 +54,8 @@ JSON_PIECE_NUMBER, JSON_PIECE_ROW = 42, 128  # bytes orjson holds writing one ar
 BASE64_NUMBER, BASE64_ARRAY = 11, 96  # characters: a number, the {dtype, shape, data} form
 BASE64_PIECE_NUMBER = 22  # the base64 bytes and the binary form around them
 ANSWER_TEXT = 4096  # an answer's keys, loss and small fields
-TEXT_CAPACITY = 1.5  # the JSON writer grows its buffer by half again
+TEXT_COPIES = 2  # the writer's buffer, and the block it was moved from as it grew
+READ_COPIES = 1  # the body's heap, left by reading and parsing it
 
 Shape = tuple[int, ...]
 
@@ -176,6 +183,16 @@ def held(numbers: int, what: str = "the request's own arrays") -> Part:
     return Part(f"{what} ({numbers:,} numbers)", NUMBER * numbers, "send a smaller batch")
 
 
+def read_part(body: int) -> Part:
+    """The body and its parsed form: freed before anything is computed, but the heap they
+    leave stays resident and is not always reused (1.5 to 2 times the body, measured)."""
+    return Part(
+        f"the request's body, read and parsed ({body:,} bytes)",
+        READ_COPIES * body,
+        "send fewer numbers",
+    )
+
+
 def passes_parts(net: NetworkShape, passes: int = 1) -> list[Part]:
     """Every layer's kept arrays, and the largest step's temporaries (loss included)."""
     over = f", kept for each of {passes} backward passes" if passes > 1 else ""
@@ -187,11 +204,19 @@ def passes_parts(net: NetworkShape, passes: int = 1) -> list[Part]:
         )
         for i, cost in enumerate(net.costs())
     ]
-    steps = [(cost.scratch, f"layer {i}'s") for i, cost in enumerate(net.costs())]
+    steps = [
+        (cost.scratch, f"layer {i}'s step ({SCRATCH} arrays of {cost.what} and more)")
+        for i, cost in enumerate(net.costs())
+    ]
     # the loss and its gradient hold as many arrays of (batch, n_out), and the targets' shape
-    steps.append(((SCRATCH + 2) * net.batch * net.n_out, "the loss's"))
+    steps.append(
+        (
+            (SCRATCH + 2) * net.batch * net.n_out,
+            f"the loss's ({SCRATCH + 2} arrays of batch {net.batch:,} x {net.n_out:,} outputs)",
+        )
+    )
     scratch, whose = max(steps)
-    parts.append(Part(f"{whose} temporaries", NUMBER * scratch, SMALLER))
+    parts.append(Part(f"the temporaries of {whose}", NUMBER * scratch, SMALLER))
     return parts
 
 
@@ -203,8 +228,8 @@ def text_bytes(shapes: Iterable[Shape], encoding: str = "json") -> int:
 
 
 def answer_part(shapes: Sequence[Shape], encoding: str, fix: str, extra_text: int = 0) -> Part:
-    """Writing an answer that holds arrays of ``shapes``: its text in the writer's buffer, and
-    the largest array's pieces (a contiguous copy, and orjson's buffer) while it is written."""
+    """Writing an answer that holds arrays of ``shapes``: its text twice (see the module's
+    docstring), and the largest array's pieces (a contiguous copy, orjson's buffer)."""
     text = ANSWER_TEXT + extra_text + text_bytes(shapes, encoding)
     if encoding == "base64":
         pieces = [(NUMBER + BASE64_PIECE_NUMBER) * prod(s) for s in shapes]
@@ -215,7 +240,7 @@ def answer_part(shapes: Sequence[Shape], encoding: str, fix: str, extra_text: in
         ]
     numbers = sum(prod(s) for s in shapes)
     form = "in base64" if encoding == "base64" else "as JSON text, about 25 bytes each"
-    peak = int(TEXT_CAPACITY * text) + max(pieces, default=0)
+    peak = TEXT_COPIES * text + max(pieces, default=0)
     return Part(f"the answer ({numbers:,} numbers {form})", peak, fix)
 
 

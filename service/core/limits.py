@@ -55,9 +55,10 @@ def check_request(
     limits: Limits,
     gradient_check: bool = False,
     layers_field: str = "layers",
+    smaller: str = "send a smaller batch",
 ) -> None:
     """Every limit of a network request, cheapest first; nothing has been computed yet."""
-    check_counts(net, limits, gradient_check, layers_field)
+    check_counts(net, limits, gradient_check, layers_field, smaller)
     work = "the forward and backward pass need"
     if gradient_check:
         work = (
@@ -67,15 +68,19 @@ def check_request(
     check_cost(cost, limits, work)
 
 
-def check_neuron(problem: NeuronProblem, limits: Limits) -> None:
+def check_neuron(problem: NeuronProblem, limits: Limits, body: int = 0) -> None:
     """x and w count against the numbers a request may hold; their cost against the rest."""
     check_elements(problem.x.size + problem.w.size, limits, "send fewer inputs")
-    cost = neuron_cost(problem.x.size, problem.curve_points, problem.steps)
+    cost = neuron_cost(problem.x.size, problem.curve_points, problem.steps, body)
     check_cost(cost, limits, "the terms, the loss curve and the descent steps need")
 
 
 def check_counts(
-    net: NetworkShape, limits: Limits, gradient_check: bool = False, layers_field: str = "layers"
+    net: NetworkShape,
+    limits: Limits,
+    gradient_check: bool = False,
+    layers_field: str = "layers",
+    smaller: str = "send a smaller batch",
 ) -> None:
     """Layers, numbers, and the parameters a gradient check would nudge."""
     if len(net.layers) > limits.max_layers:
@@ -84,7 +89,7 @@ def check_counts(
             f"{len(net.layers)} layers exceed this service's limit of "
             f"{limits.max_layers} (GRADIENT_MAX_LAYERS).",
         )
-    check_elements(net.elements(), limits)
+    check_elements(net.elements(), limits, smaller)
     if gradient_check:
         parameters = net.parameters()
         if parameters > limits.max_check_parameters:

@@ -17,6 +17,7 @@ from .cost import (
     cost_of,
     held,
     passes_parts,
+    read_part,
     result_shapes,
 )
 
@@ -30,9 +31,10 @@ def gradients_cost(
     encoding: str = "json",
     gradient_check: bool = False,
     learning_rate: bool = False,
+    body: int = 0,
 ) -> Cost:
     """POST /v1/gradients: one forward and backward pass, and its answer."""
-    parts = [held(net.elements()), *passes_parts(net)]
+    parts = [read_part(body), held(net.elements()), *passes_parts(net)]
     flops = net.flops()
     if gradient_check:
         parts.append(gradient_check_part(net))
@@ -92,12 +94,14 @@ def grading_cost(
     submitted: int,
     fields: Sequence[tuple[int, str]],
     reveal: bool = False,
+    body: int = 0,
 ) -> Cost:
     """POST /v1/check: the reference pass and every mistaken pass, held at once (the grader
     remembers each for the next field), and the comparisons of the largest field."""
     shapes = [field_shape(net, layer, name) for layer, name in fields]
     largest = max((prod(shape) for shape in shapes), default=1)
     parts = [
+        read_part(body),
         held(net.elements() + submitted, "the problem's and the submission's arrays"),
         *passes_parts(net, passes),
         Part(
@@ -132,11 +136,12 @@ def exercise_cost(net: NetworkShape, loss: str) -> Cost:
     return cost_of(parts, net.flops())
 
 
-def neuron_cost(inputs: int, curve_points: int, steps: int) -> Cost:
+def neuron_cost(inputs: int, curve_points: int, steps: int, body: int = 0) -> Cost:
     """POST /v1/neuron: x and w, dL/dw and the stepped w, their temporaries, and the curves."""
     fix = "send fewer inputs"
     curves = [(curve_points,)] * 2 + [(steps + 1,)] * 2
     parts = [
+        read_part(body),
         held(2 * inputs, "x and w"),
         # dL_dw and w_next kept; w * x, lr * dL_dw and a descent step's own pair alive beside
         Part("dL_dw, w_next and their temporaries", NUMBER * 6 * inputs, fix),

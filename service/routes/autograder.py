@@ -1,6 +1,7 @@
 """POST /v1/check and POST /v1/exercises: grading a student's backprop, and giving them one."""
 
 from flask import current_app
+from flask import request as http
 
 from schemas import (
     CheckRequest,
@@ -70,9 +71,14 @@ def check(request: CheckRequest):
     deadline = Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"])
     problem, submission = request.gradients.problem, request.submission
     net = NetworkShape.of(problem)
-    fields = [(i, name) for i, layer in enumerate(submission.layers) for name in layer or ()]
-    submitted = sum(array.size for layer in submission.layers for array in (layer or {}).values())
-    cost = grading_cost(net, passes_needed(problem), submitted, fields, request.reveal)
+    cost = grading_cost(
+        net,
+        passes_needed(problem),
+        submission.numbers(),
+        submission.fields(),
+        request.reveal,
+        body=http.content_length or 0,
+    )
     check_request(net, cost, current_app.config["GRADIENT_LIMITS"])
     grader = Grader(
         request.gradients,
@@ -106,7 +112,13 @@ def exercises(request: ExerciseRequest):
     spec = request.spec
     net = NetworkShape.of_sizes(spec.batch_size, spec.layer_sizes, spec.activations)
     cost = exercise_cost(net, spec.loss)
-    check_request(net, cost, current_app.config["GRADIENT_LIMITS"], layers_field="layer_sizes")
+    check_request(
+        net,
+        cost,
+        current_app.config["GRADIENT_LIMITS"],
+        layers_field="layer_sizes",
+        smaller="ask for a smaller batch_size, or fewer and narrower layers",
+    )
     problem = generate(spec, deadline)
     laid_out = request.lay_out(problem)
     return {

@@ -1,6 +1,7 @@
 """POST /v1/gradients and POST /v1/neuron: parse, compute, answer in the client's shapes."""
 
 from flask import current_app
+from flask import request as http
 
 from schemas import (
     GradientsRequest,
@@ -63,6 +64,7 @@ def gradients(request: GradientsRequest):
         request.encoding,
         request.gradient_check,
         learning_rate=request.learning_rate is not None,
+        body=http.content_length or 0,
     )
     check_request(net, cost, current_app.config["GRADIENT_LIMITS"], request.gradient_check)
     result = compute_gradients(request.problem, deadline=deadline)
@@ -95,5 +97,5 @@ def neuron(problem: NeuronProblem):
     """One neuron z = w . x + b: every chain-rule term of dL/db, and one update step."""
     deadline = Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"])
     limits = current_app.config["GRADIENT_LIMITS"]
-    check_neuron(problem, limits)
+    check_neuron(problem, limits, http.content_length or 0)
     return neuron_terms(problem, deadline)

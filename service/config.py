@@ -18,15 +18,18 @@
 The server's own settings (HOST, PORT, WEB_CONCURRENCY, ...) are read by
 service/gunicorn_conf.py.
 
-GRADIENT_MAX_REQUEST_BYTES bounds what one request may hold at its peak (its
-arrays, every layer's activations and gradients, the temporaries, its answer's
-text), priced from its shapes before anything is computed (service/core/cost.py).
-A worker peaks at its idle size plus at most this: sized so that WEB_CONCURRENCY
-workers at their peak fit the container's memory limit with room.  The shipped
-Kubernetes pod (limit 2 GiB, WEB_CONCURRENCY 2): the master's ~40 MiB, and per
-worker ~50 MiB idle + 256 MiB for the request + up to 256 MiB of freed memory the
-worker keeps (service/allocator.py) = ~1.2 GiB at the very worst, 60% of the limit.
-Raise it with the memory limit: a worker needs about idle + 2 x this.
+GRADIENT_MAX_REQUEST_BYTES bounds what one request may add to a worker's memory
+at its peak (its body, arrays, every layer's activations and gradients, the
+temporaries, its answer's text), priced from its shapes before anything is
+allocated (service/core/cost.py); over it, a 422 names the largest part.  The
+default is sized so that WEB_CONCURRENCY workers at their peak fit the container's
+memory limit with room.  A worker's RSS stays under its idle RSS (48 MiB measured)
++ the freed memory it keeps for the next request (its trim threshold, 256 MiB,
+service/allocator.py) + this.  The shipped Kubernetes pod (limit 2 GiB,
+WEB_CONCURRENCY 2): 2 x (48 + 256 + 256) MiB + the master's 37 MiB = 1.1 GiB at
+the very worst, 57% of the limit (measured: a worker peaked at 355 MiB over the
+largest request of each endpoint in turn).  Raise it with the memory limit:
+WEB_CONCURRENCY x (idle + 256 MiB + this) + the master must fit.
 """
 
 from __future__ import annotations

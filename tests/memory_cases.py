@@ -2,7 +2,7 @@
 
 Each case is sized from the cost model itself: the largest request of its kind
 whose estimate is within the limit (and whose body within the body limit).
-``python -m tests.memory_cases`` prints, for each, the estimate, the peak
+``python -m bench.memory_bound`` prints, for each, the estimate, the peak
 tracemalloc sees in one process, and a real gunicorn worker's peak RSS.
 """
 
@@ -175,7 +175,7 @@ MAKERS: dict[str, tuple[str, Callable[[int], dict], int, int]] = {
     "neuron": ("/v1/neuron", neuron, 1000, 1_000_000),
 }
 
-#: The largest n of each case under the default limits: ``python -m tests.memory_cases search``.
+#: The largest n of each case under the default limits: ``python -m bench.memory_bound search``.
 SIZES = {
     "thin_wide": 1245,
     "deep_narrow": 3369,
@@ -322,62 +322,3 @@ def rss_peaks(
 
 #: Heap-heavy first, so what the worker keeps of it meets the largest answers and bodies after.
 ORDER = ["deep_narrow", *(name for name in SIZES if name != "deep_narrow")]
-
-
-def main(argv: list[str]) -> None:
-    """Print each case's estimate; what tracemalloc sees in this process from the cost check
-    on ("traced") and over the whole request, parsing included ("whole", inflated by
-    tracemalloc's own bookkeeping); a fresh worker's RSS growth; and a worker's RSS before
-    and at its peak, the cases sent to it in turn (ORDER).  ``search``: sizes for SIZES."""
-    from service import create_app
-    from tests.conftest import stop_server
-
-    client = create_app({"RATELIMIT_ENABLED": False}).test_client()
-    if argv[:1] == ["search"]:
-        print({name: largest(client, name) for name in MAKERS})
-        return
-    names = argv or ORDER
-    cases = [case(name) for name in names]
-    url, server = start_worker()
-    try:
-        (worker,) = workers(server.pid)
-        idle = status_kib(worker, "VmRSS") / 1024
-        in_turn = rss_peaks(url, worker, cases)
-        refused = Case("finding 1", "/v1/gradients", orjson.dumps(thin_wide(3000)))
-        started = time.perf_counter()
-        ((before_refusal, peak_refusal),) = rss_peaks(url, worker, [refused], 422)
-        refusal_seconds = time.perf_counter() - started
-    finally:
-        stop_server(server)
-    fresh = []
-    for one in cases:
-        url, server = start_worker()
-        try:
-            (worker,) = workers(server.pid)
-            fresh += rss_peaks(url, worker, [one])
-        finally:
-            stop_server(server)
-    print(f"limit {LIMIT / 2**20:.0f} MiB; worker idle RSS {idle:.0f} MiB; all figures MiB")
-    print(
-        f"{'case':22s} {'size':>7s} {'body':>5s} {'estimate':>8s} {'traced':>6s} "
-        f"{'whole':>5s} {'fresh worker':>12s} {'in turn: before':>15s} {'peak':>5s}"
-    )
-    for one, (before, peak), (idle_fresh, peak_fresh) in zip(cases, in_turn, fresh):
-        t = traced(client, one)
-        assert t.status == 200
-        print(
-            f"{one.name:22s} {SIZES[one.name]:7,d} {len(one.body) / 2**20:5.1f} "
-            f"{t.estimate.bytes / 2**20:8.0f} {t.view / 2**20:6.0f} {t.whole / 2**20:5.0f} "
-            f"{peak_fresh - idle_fresh:+12.0f} {before:15.0f} {peak:5.0f}"
-        )
-    print(
-        f"the finding-1 network ({len(refused.body):,} bytes) refused over HTTP in "
-        f"{refusal_seconds * 1000:.0f} ms, the worker's RSS {before_refusal:.0f} -> "
-        f"{peak_refusal:.0f} MiB"
-    )
-
-
-if __name__ == "__main__":
-    import sys
-
-    main(sys.argv[1:])

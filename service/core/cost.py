@@ -28,9 +28,10 @@ its body until its answer is written:
   arrays and text in RSS, where tracemalloc saw only the buffer's capacity.
 
 Calibration, by tracemalloc in one process (it sees NumPy's, orjson's, msgspec's
-and pybase64's allocations) and the worker's peak RSS (/proc/<pid>/status VmHWM),
-both in tests/test_cost.py, over every activation and loss, thin-wide and
-deep-narrow networks, and the largest request of each endpoint:
+and pybase64's allocations) and a gunicorn worker's peak RSS (/proc/<pid>/status
+VmHWM), over every activation and loss, thin-wide and deep-narrow networks, and
+the largest request of each endpoint (tests/test_memory_bound.py asserts it,
+bench/memory_bound.py prints it: a fresh worker grew by 43% to 86% of the estimate):
 
 - ``SCRATCH`` = 6: the most measured is 5.1 arrays of the step's (batch, units)
   (bce's dL/da through the sigmoid, the result included);

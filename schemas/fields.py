@@ -258,3 +258,24 @@ class Choice(validate.Validator):
                 f"unknown {self.what} {value!r}; expected one of {', '.join(self.choices)}.{hint}"
             )
         return value
+
+
+class BoundedList(fields.List):
+    """A List whose length is checked before any of its items is.
+
+    marshmallow validates a list's length after every item, so a list of
+    thousands would be walked first; here it is refused at once.
+    """
+
+    def __init__(self, inner: fields.Field, max_items: int, what: str = "items", **kwargs: Any):
+        metadata = {"maxItems": max_items, **kwargs.pop("metadata", {})}
+        super().__init__(inner, metadata=metadata, **kwargs)
+        self.max_items = max_items
+        self.what = what
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, list) and len(value) > self.max_items:
+            raise ValidationError(
+                f"got {len(value):,} {self.what}; at most {self.max_items:,} are accepted."
+            )
+        return super()._deserialize(value, attr, data, **kwargs)

@@ -7,6 +7,7 @@
 | GRADIENT_MAX_LAYERS      | 64          | layers in one request                            |
 | GRADIENT_MAX_FLOPS       | 20000000000 | estimated forward + backward floating-point ops  |
 | GRADIENT_MAX_CHECK_PARAMETERS | 5000   | parameters a numerical gradient check may nudge  |
+| GRADIENT_MAX_REQUEST_BYTES | 268435456 | bytes one request may hold at its peak (256 MiB) |
 | GRADIENT_TIME_BUDGET_SECONDS | 20      | wall-clock budget of one computation (422 past it) |
 | GRADIENT_API_KEYS        | (none)      | comma-separated keys; when set, /v1/ needs one   |
 | GRADIENT_API_KEYS_FILE   | (none)      | a file of keys, one per line (# comments)        |
@@ -21,6 +22,21 @@ The server's own settings (HOST, PORT, WEB_CONCURRENCY, ...) are read by
 service/gunicorn_conf.py.  Expensive requests (service/ratelimit.py) are those asking for a
 gradient_check and those estimated over GRADIENT_EXPENSIVE_FLOPS; past the store's timeout
 the rate limits fail open (service/ratestore.py).
+
+GRADIENT_MAX_REQUEST_BYTES bounds what one request may add to a worker's memory
+at its peak (its body, arrays, every layer's activations and gradients, the
+temporaries, its answer's text), priced from its shapes before anything is
+allocated (service/core/cost.py); over it, a 422 names the largest part.  The
+default is sized so that WEB_CONCURRENCY workers at their peak fit the container's
+memory limit with room.  A worker computes one request at a time (service/worker.py),
+so its RSS stays under its idle RSS (48 MiB measured) + the freed memory it keeps for
+the next request (its trim threshold, 256 MiB, service/allocator.py) + this + the
+bodies it is reading meanwhile (GUNICORN_BODY_BUFFER_BYTES, 64 MiB, plus 1 MiB per
+thread reading a small one, 32).  The shipped Kubernetes pod (limit 2 GiB,
+WEB_CONCURRENCY 2): 2 x (48 + 256 + 256 + 64 + 32) MiB + the master's 37 MiB =
+1.3 GiB at the very worst, 66% of the limit (measured: a worker peaked at 355 MiB
+over the largest request of each endpoint in turn).  Raise it with the memory limit:
+WEB_CONCURRENCY x (idle + 256 MiB + this + the body budget) + the master must fit.
 """
 
 from __future__ import annotations
@@ -141,6 +157,7 @@ class Config:
             max_check_parameters=_int(
                 env, "GRADIENT_MAX_CHECK_PARAMETERS", defaults.max_check_parameters
             ),
+            max_request_bytes=_int(env, "GRADIENT_MAX_REQUEST_BYTES", defaults.max_request_bytes),
         )
         settings["GRADIENT_TIME_BUDGET_SECONDS"] = _number(
             env, "GRADIENT_TIME_BUDGET_SECONDS", cls.GRADIENT_TIME_BUDGET_SECONDS

@@ -14,7 +14,7 @@ a fixed window per client and endpoint, counted before the request is read.  Eve
 **The compute budget**, ``RATELIMIT_COMPUTE_SECONDS`` (GRADIENT_RATELIMIT_COMPUTE_SECONDS,
 30 per minute), is the seconds of computation one client may use per window on expensive
 requests: those that ask for a numerical ``gradient_check``, and those whose estimated work
-(``estimated_flops``, times the autograder's passes on /v1/check) is over
+(the FLOPs the cost model priced it at, service/core/cost.py) is over
 ``GRADIENT_EXPENSIVE_FLOPS`` (10^8, 10 to 20 ms of one core here).  Once the request is
 parsed and its cost known, the view calls ``meter``: past the budget it is a 429 whose
 Retry-After is the end of the window; otherwise the request runs and, when it ends
@@ -52,8 +52,7 @@ from limits import parse
 from werkzeug.exceptions import TooManyRequests
 
 from .auth import PROTECTED_PREFIX, client_identity
-from .core import Problem
-from .core.limits import estimated_flops
+from .core.cost import Cost
 from .ratestore import GuardedStore, storage
 
 EXTENSION = "gradient_ratelimit"
@@ -108,8 +107,8 @@ class RateLimit:
             response.headers.add("X-RateLimit-Reset", str(math.ceil(reset_time)))
         return response
 
-    def is_expensive(self, problem: Problem, gradient_check: bool, passes: int) -> bool:
-        return gradient_check or estimated_flops(problem) * passes > self.expensive_flops
+    def is_expensive(self, cost: Cost, gradient_check: bool) -> bool:
+        return gradient_check or cost.flops > self.expensive_flops
 
     def start_metering(self) -> None:
         """Refuse once this client's compute budget is spent; else start its clock."""
@@ -139,14 +138,15 @@ class RateLimit:
         self.store.use(lambda store: store.incr(key, expiry, amount=spent_ms))
 
 
-def meter(problem: Problem, gradient_check: bool = False, passes: int = 1) -> None:
-    """In a view, once ``problem`` passed check_limits: meter it if it is expensive.
+def meter(cost: Cost, gradient_check: bool = False) -> None:
+    """In a view, once the request's ``cost`` passed the limits: meter it if it is expensive.
 
-    ``passes``: the backward passes the request needs (see check_limits).  Raises
-    TooManyRequests when this client's compute budget is spent.
+    ``cost.flops`` already counts every pass the request needs (the autograder's mistaken
+    passes, a gradient check's nudges).  Raises TooManyRequests when this client's compute
+    budget is spent.
     """
     limit = current_app.extensions.get(EXTENSION)
-    if limit is not None and limit.is_expensive(problem, gradient_check, passes):
+    if limit is not None and limit.is_expensive(cost, gradient_check):
         limit.start_metering()
 
 

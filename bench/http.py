@@ -27,7 +27,8 @@ BIN = Path(sys.executable).parent
 class Server:
     """A real gunicorn with the default configuration on a free loopback port."""
 
-    def __init__(self, **env: str):
+    def __init__(self, *args: str, **env: str):
+        """``args``: gunicorn options after the config (they win over it); ``env``: settings."""
         import socket
 
         with socket.socket() as s:
@@ -48,6 +49,7 @@ class Server:
                 str(BIN / "gunicorn"),
                 "--config",
                 "python:service.gunicorn_conf",
+                *args,
                 "service:create_app()",
             ],
             cwd=ROOT,
@@ -60,7 +62,7 @@ class Server:
             try:
                 if requests.get(self.url + "/healthz", timeout=1).ok:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.1)
         raise RuntimeError("gunicorn did not start")
 

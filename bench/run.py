@@ -12,7 +12,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from service.allocator import keep_freed_memory
 
-from . import core, http, memory, requests
+from . import core, http, memory, requests, slowclients
 from .report import Report
 
 # The allocator settings every gunicorn worker runs with, so that what this process
@@ -28,6 +28,7 @@ def main() -> int:
         ("Request handling in process, target 3", requests.run),
         ("HTTP under gunicorn's default configuration, targets 4 and 5", http.run),
         ("Memory, target 6", memory.run),
+        ("Slow clients and throughput by worker model (issue 11)", slowclients.run),
     ]
     only = set(sys.argv[1:])
     for title, run in sections:

@@ -10,6 +10,7 @@ from .conventions import CONVENTIONS, Convention
 from .exercises import ExerciseRequest, ExerciseRequestSchema, ExerciseResponseSchema
 from .fields import Array, Number
 from .gradients import GradientsRequest, GradientsRequestSchema, GradientsResponseSchema
+from .health import HealthSchema, ReadinessSchema
 from .neuron import NeuronRequestSchema, NeuronResponseSchema
 from .problem import ProblemDetailsSchema
 
@@ -27,8 +28,10 @@ __all__ = [
     "GradientsRequest",
     "GradientsRequestSchema",
     "GradientsResponseSchema",
+    "HealthSchema",
     "NeuronRequestSchema",
     "NeuronResponseSchema",
     "Number",
     "ProblemDetailsSchema",
+    "ReadinessSchema",
 ]

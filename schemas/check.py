@@ -29,7 +29,14 @@ class SubmissionSchema(StrictSchema):
     loss = Number(load_default=None)
     layers = List(
         fields.Nested(SubmittedLayerSchema, allow_none=True),
-        load_default=list,
+        required=True,
+        error_messages={
+            "required": (
+                "missing: give one entry per layer of the problem, in order, null to skip a "
+                # marshmallow formats this message: braces doubled
+                'layer (for example "layers": [null, {{"db": [[0.1]]}}]).'
+            )
+        },
         metadata={"description": "one entry per layer of the problem; null skips a layer"},
     )
 
@@ -112,6 +119,7 @@ class FieldResultSchema(StrictSchema):
     max_rel_error = Number(
         allow_none=True, metadata={"description": "over the entries whose expected value is not 0"}
     )
+    # null for a passing field: documented as anyOf the names and null (service.openapi)
     diagnosis = fields.String(allow_none=True, metadata={"enum": list(DIAGNOSES)})
     message = fields.String(required=True)
     expected = Array(ndims=(0, 1, 2), metadata={"description": "only with reveal: true"})

@@ -11,7 +11,7 @@ from service.core.exercises import ExerciseSpec
 
 from .base import StrictSchema
 from .conventions import CONVENTIONS, Convention
-from .fields import Choice, List, Whole, one_of
+from .fields import BoundedList, Choice, Whole, one_of
 from .gradients import (
     ACTIVATION_NAMES,
     GradientsRequest,
@@ -21,6 +21,10 @@ from .gradients import (
 
 BIAS_FORMS = {"flat": lambda n: (n,), "row": lambda n: (1, n)}
 MAX_UNITS = 1024
+#: A hard cap, checked before any size is read, so a list of thousands costs nothing;
+#: the configured GRADIENT_MAX_LAYERS (64 by default) and the request's cost are checked
+#: next, before anything is generated.
+MAX_LAYERS = 1024
 
 
 @dataclass(frozen=True)
@@ -66,14 +70,18 @@ class ExerciseRequestSchema(StrictSchema):
         validate=validate.Range(min=0, max=2**63 - 1),
         metadata={"description": "for example a hash of the student id"},
     )
-    layer_sizes = List(
+    layer_sizes = BoundedList(
         Whole(validate=validate.Range(min=1, max=MAX_UNITS)),
+        MAX_LAYERS + 1,
+        "sizes",
         required=True,
         validate=validate.Length(min=2, error="give at least an input and an output size."),
         metadata={"example": [2, 3, 1]},
     )
-    activations = List(
+    activations = BoundedList(
         fields.String(validate=Choice(ACTIVATION_NAMES, "activation")),
+        MAX_LAYERS,
+        "activations",
         required=True,
         metadata={"example": ["tanh", "sigmoid"]},
     )

@@ -61,14 +61,21 @@ class Number(fields.Float):
 
 
 class Whole(fields.Integer):
-    """A JSON integer; booleans, strings and fractional numbers are refused."""
+    """A JSON integer; booleans, strings and numbers written with a fraction are refused.
+
+    ``7.0`` is refused too: the published document says ``type: integer``, which
+    ``7.0`` is not to a JSON Schema validator or a generated client, so accepting
+    it here would make the service and its contract disagree.
+    """
 
     def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            raise ValidationError(
+                f"expected a whole number, got {value!r}; write it without a decimal point "
+                f"({int(value)})."
+            )
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            else:
-                raise ValidationError(f"expected a whole number, got {json_type(value)}.")
+            raise ValidationError(f"expected a whole number, got {json_type(value)}.")
         return super()._deserialize(value, attr, data, **kwargs)
 
 
@@ -136,9 +143,17 @@ class Array(fields.Field):
     (bias shapes, layer chaining) live in the schemas, not here.
     """
 
-    def __init__(self, ndims: tuple[int, ...] = (2,), **kwargs):
+    def __init__(
+        self,
+        ndims: tuple[int, ...] = (2,),
+        documented_ndims: tuple[int, ...] | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.ndims = ndims
+        #: what the OpenAPI document advertises: a form parsed here only so that the
+        #: schema can refuse it with a better message (a 1-D ``inputs``) is left out.
+        self.documented_ndims = ndims if documented_ndims is None else documented_ndims
 
     def _expected(self) -> str:
         names = {0: "a number", 1: "a list of numbers", 2: "a list of lists of numbers"}
@@ -274,3 +289,24 @@ class Choice(validate.Validator):
                 f"{', '.join(self.choices)}.{did_you_mean(value, self.choices)}"
             )
         return value
+
+
+class BoundedList(List):
+    """A List whose length is checked before any of its items is.
+
+    marshmallow validates a list's length after every item, so a list of
+    thousands would be walked first; here it is refused at once.
+    """
+
+    def __init__(self, inner: fields.Field, max_items: int, what: str = "items", **kwargs: Any):
+        metadata = {"maxItems": max_items, **kwargs.pop("metadata", {})}
+        super().__init__(inner, metadata=metadata, **kwargs)
+        self.max_items = max_items
+        self.what = what
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, list) and len(value) > self.max_items:
+            raise ValidationError(
+                f"got {len(value):,} {self.what}; at most {self.max_items:,} are accepted."
+            )
+        return super()._deserialize(value, attr, data, **kwargs)

@@ -114,12 +114,14 @@ class NetworkProblemSchema(StrictSchema):
     """The problem every endpoint shares: data, layers, loss, and their shape rules."""
 
     inputs = Array(
-        ndims=(1, 2),
+        ndims=(1, 2),  # 1-D is parsed only to be refused with the shape rules' advice
+        documented_ndims=(2,),
         required=True,
         metadata={"description": ("(batch, n_in) in numpy and torch; (n_in, batch) in columns.")},
     )
     targets = Array(
-        ndims=(1, 2),
+        ndims=(1, 2),  # 1-D is parsed only to be refused with the shape rules' advice
+        documented_ndims=(2,),
         required=True,
         metadata={"description": ("(batch, n_out) in numpy and torch; (n_out, batch) in columns.")},
     )

@@ -4,10 +4,14 @@ from marshmallow import Schema, fields
 
 
 class ProblemDetailsSchema(Schema):
-    type = fields.String(metadata={"example": "about:blank"})
-    title = fields.String(metadata={"example": "Unprocessable Content"})
-    status = fields.Integer(metadata={"example": 422})
-    detail = fields.String()
+    # the four members service.errors.problem always writes
+    type = fields.String(required=True, metadata={"example": "about:blank"})
+    title = fields.String(
+        required=True,
+        metadata={"example": "Unprocessable Entity", "description": "the status code's phrase"},
+    )
+    status = fields.Integer(required=True, metadata={"example": 422})
+    detail = fields.String(required=True)
     errors = fields.Dict(
         keys=fields.String(metadata={"example": "layers.1.biases"}),
         values=fields.List(fields.String()),

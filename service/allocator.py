@@ -12,6 +12,10 @@ alone 113 ms and 94 ms.
 The price is memory: a worker keeps up to ``TRIM_THRESHOLD`` bytes of freed heap
 after a large request.  Arrays up to ``MMAP_THRESHOLD`` (the largest one a
 request within the default limits makes is 32 MB) come from the heap.
+
+A worker's threads share one arena (``M_ARENA_MAX``): they compute one at a time
+(service/worker.py), and glibc would otherwise give each thread an arena of its
+own that keeps its own freed memory, up to eight per core.
 """
 
 from __future__ import annotations
@@ -23,13 +27,17 @@ TRIM_THRESHOLD = 256 * 2**20
 # mallopt parameters, from glibc's malloc.h
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 
 
 def keep_freed_memory() -> bool:
-    """Raise glibc's mmap and trim thresholds; False where the C library is not glibc."""
+    """Raise glibc's mmap and trim thresholds, one arena for all threads; False where the
+    C library is not glibc."""
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is None:
         return False
     return bool(
-        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+        and mallopt(_M_ARENA_MAX, 1)
     )

@@ -8,12 +8,12 @@ from flask import Flask
 from flask_smorest import Api as SmorestApi
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from schemas import Array, CheckResponseSchema, GradescopeResultsSchema, ProblemDetailsSchema
+from schemas import CheckResponseSchema, GradescopeResultsSchema, ProblemDetailsSchema
 
-from . import docs, ratelimit, requestlog
+from . import docs, openapi, ratelimit, requestlog
 from .auth import require_api_key
 from .config import Config
-from .errors import PROBLEM_MIMETYPE, register_error_handlers
+from .errors import register_error_handlers
 from .json import JsonProvider
 from .routes import autograder, gradients, health, page
 
@@ -27,40 +27,14 @@ class Api(SmorestApi):
         register_error_handlers(self._app)
 
     def _register_responses(self):
-        # flask-smorest documents its error responses with the success content type.
-        self.DEFAULT_RESPONSE_CONTENT_TYPE = PROBLEM_MIMETYPE
-        try:
-            super()._register_responses()
-        finally:
-            del self.DEFAULT_RESPONSE_CONTENT_TYPE
+        # Ours (service.openapi), problem+json with their headers, in place of one per status.
+        openapi.register_components(self.spec)
 
+    def _register_etag_headers(self):
+        pass  # no ETags here
 
-def _array_to_openapi(self, field, **kwargs) -> dict:
-    """Describe an Array field as nested JSON arrays of numbers."""
-    if not isinstance(field, Array):
-        return {}
-    number = {"type": "number", "format": "double"}
-    variants = []
-    for ndim in field.ndims:
-        schema = number
-        for _ in range(ndim):
-            schema = {"type": "array", "items": schema}
-        variants.append(schema)
-    variants.append(BINARY_ARRAY)
-    return {"oneOf": variants}
-
-
-#: The binary form of any array field (schemas/binary.py).
-BINARY_ARRAY = {
-    "type": "object",
-    "required": ["dtype", "shape", "data"],
-    "additionalProperties": False,
-    "properties": {
-        "dtype": {"type": "string", "enum": ["float64", "float32"]},
-        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "maxItems": 8},
-        "data": {"type": "string", "format": "byte", "description": "little-endian, C order"},
-    },
-}
+    def _register_pagination_header(self):
+        pass  # nothing is paginated: its schema would be an unused component
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -80,8 +54,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     ratelimit.init_app(app)
     app.before_request(require_api_key)
 
-    api = Api(app)
-    api.ma_plugin.converter.add_attribute_function(_array_to_openapi)
+    app.config["API_SPEC_OPTIONS"] = openapi.spec_options(app.config)
+    api = Api(app, spec_kwargs={"extra_plugins": [openapi.ContractPlugin()]})
+    api.ma_plugin.converter.add_attribute_function(openapi.array_to_openapi)
+    api.ma_plugin.converter.add_attribute_function(openapi.nullable_nested_to_openapi)
+    api.ma_plugin.converter.add_attribute_function(openapi.nullable_enum_to_openapi)
     # /v1/check answers one of two documents, so they are registered by name
     api.spec.components.schema("CheckResponse", schema=CheckResponseSchema)
     api.spec.components.schema("GradescopeResults", schema=GradescopeResultsSchema)

@@ -54,6 +54,13 @@ class Submission:
     #: one entry per layer: field name -> array in the client's shapes, or None to skip
     layers: tuple[dict[str, np.ndarray] | None, ...]
 
+    def fields(self) -> list[tuple[int, str]]:
+        """(layer, name) of every submitted array."""
+        return [(i, name) for i, fields in enumerate(self.layers) for name in fields or ()]
+
+    def numbers(self) -> int:
+        return sum(array.size for fields in self.layers for array in (fields or {}).values())
+
 
 @dataclass
 class FieldResult:
@@ -107,8 +114,8 @@ class Grader:
         self.reveal = reveal
         self.deadline = deadline
         with np.errstate(all="ignore"):
-            self._forward = forward(request.problem)  # shared by the mistaken passes
-        self.reference: Gradients = compute_gradients(request.problem, self._forward)
+            self._forward = forward(request.problem, deadline)  # shared by the mistaken passes
+        self.reference: Gradients = compute_gradients(request.problem, self._forward, deadline)
         self._variants: list[Variant] = []
         self._variant_source: Iterator[Variant] | None = None
 
@@ -121,7 +128,7 @@ class Grader:
         """The catalogue, computed on first use and remembered for the next field."""
         yield from self._variants
         if self._variant_source is None:
-            self._variant_source = variants(self.request.problem, self._forward)
+            self._variant_source = variants(self.request.problem, self._forward, self.deadline)
         while True:
             self.deadline.check()
             with np.errstate(all="ignore"):

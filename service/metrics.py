@@ -17,6 +17,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -29,7 +30,7 @@ REQUESTS = Counter(
 )
 LATENCY = Histogram(
     "gradient_request_duration_seconds",
-    "Time to answer a request, parse to serialise.",
+    "Time to answer a request, from its arrival at the server (queueing included).",
     ["endpoint"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
@@ -46,6 +47,17 @@ VALIDATION_FAILURES = Counter(
 )
 DIAGNOSES = Counter(
     "gradient_diagnoses_total", "Failed autograder results, by diagnosis.", ["diagnosis"]
+)
+
+# The rate-limit store's health, as each worker last found it (service/ratestore.py).
+RATELIMIT_STORE_UP = Gauge(
+    "gradient_ratelimit_store_up",
+    "1 while the rate-limit store answers, 0 during an outage (the minimum over live workers).",
+    multiprocess_mode="livemin",
+)
+RATELIMIT_UNCOUNTED = Counter(
+    "gradient_ratelimit_uncounted_total",
+    "Requests let through without counting them, because the rate-limit store failed.",
 )
 
 _INDEX = re.compile(r"(?<=\.)\d+(?=\.|$)")

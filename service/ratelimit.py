@@ -1,12 +1,37 @@
-"""Rate limits on /v1/: per API key (per client address without keys) and endpoint.
+"""Rate limits on /v1/: a request count per endpoint, and a compute budget for expensive work.
 
-One fixed-window limit, ``RATELIMIT_DEFAULT`` (GRADIENT_RATELIMIT_DEFAULT), counted in
+Both are counted per API key (per client address without keys) in
 ``RATELIMIT_STORAGE_URI`` (GRADIENT_RATELIMIT_STORAGE_URI): memory:// counts per worker,
-redis://host:6379 holds the limit across every worker and replica.  Every routed /v1/
-response says X-RateLimit-Limit, -Remaining and -Reset (epoch seconds); past the limit
-the answer is 429, problem+json with Retry-After (service.errors).  If the store cannot
-be reached the request goes through and the failure is logged: a Redis outage should
-not become a service outage.
+redis://host:6379 holds them across every worker and replica.  Past either, the answer is
+429, problem+json with Retry-After (service.errors).  If the store fails or does not answer
+within GRADIENT_RATELIMIT_STORAGE_TIMEOUT, the request goes through uncounted, and one
+warning says so (service.ratestore): a Redis outage should not become a service outage.
+
+**The request count**, ``RATELIMIT_DEFAULT`` (GRADIENT_RATELIMIT_DEFAULT, 600 per minute), is
+a fixed window per client and endpoint, counted before the request is read.  Every routed
+/v1/ response says X-RateLimit-Limit, -Remaining and -Reset (epoch seconds).
+
+**The compute budget**, ``RATELIMIT_COMPUTE_SECONDS`` (GRADIENT_RATELIMIT_COMPUTE_SECONDS,
+30 per minute), is the seconds of computation one client may use per window on expensive
+requests: those that ask for a numerical ``gradient_check``, and those whose estimated work
+(the FLOPs the cost model priced it at, service/core/cost.py) is over
+``GRADIENT_EXPENSIVE_FLOPS`` (10^8, 10 to 20 ms of one core here).  Once the request is
+parsed and its cost known, the view calls ``meter``: past the budget it is a 429 whose
+Retry-After is the end of the window; otherwise the request runs and, when it ends
+(answered, refused by the time budget, or failed), its wall-clock seconds are charged.
+
+Why seconds and not a second, lower request count: a count cannot tell a 3 ms gradient
+check on a 2-3-1 network from one that runs its whole 20 s time budget.  A count low enough
+to stop the second (10 a minute would still let one client keep three workers busy) would
+stop a student checking a toy network; a budget in seconds lets that student check
+hundreds and holds the other to 30 s a minute, about a quarter of one pod's two workers.
+Seconds are what an operator sizes workers in, need no model of the machine, and measure
+what the requests really cost.  Cheap requests are not metered (no store operation added
+to them): the request count bounds them, at 600 a minute of 20 ms at most, 12 s of a
+worker a minute; metering costs two store operations, about 1% of a 10 ms request.  The budget
+is checked before a request starts and charged when it ends, so a client's requests
+already running when it runs out still finish: the overshoot is at most one time budget
+per request the client has in flight at once.
 
 Two hooks over the ``limits`` library rather than Flask-Limiter, its Flask extension:
 on a small POST /v1/gradients called directly as WSGI, Flask-Limiter's per-request
@@ -14,65 +39,41 @@ machinery (resolving decorated, blueprint and default limits, exemption scopes, 
 injection) cost about 250 µs of 950 µs in every configuration tried, while the count
 itself, two store operations, is about 10 µs.  The storage keys are the ones
 Flask-Limiter wrote (prefix, client, endpoint), so counts already in Redis carry over.
-memory:// is limits' MemoryStorage less its expiry thread (see SweptMemoryStorage).
+memory:// is limits' MemoryStorage less its expiry thread (see ratestore.SweptMemoryStorage).
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from limits import parse
-from limits.errors import StorageError
-from limits.storage import MemoryStorage, Storage, storage_from_string
 from werkzeug.exceptions import TooManyRequests
 
 from .auth import PROTECTED_PREFIX, client_identity
+from .core.cost import Cost
+from .ratestore import GuardedStore, storage
 
-log = logging.getLogger(__name__)
-
-
-class SweptMemoryStorage(MemoryStorage):
-    """limits' in-process storage, with expired counts dropped inline instead of by a thread.
-
-    MemoryStorage starts a ``threading.Timer`` whenever a hit finds the previous one done:
-    every 10 ms under load, on every request when they come further apart.  Starting a
-    thread takes 150-300 µs on a 2-core machine; on back-to-back small POST /v1/gradients
-    the whole limit costs about 50 µs with this class and about 75 µs with MemoryStorage.
-    ``get`` already drops a key whose window is over; at most once a second ``incr`` also
-    drops every other such key, so counts of clients that never come back do not pile up.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.next_sweep = 0.0
-
-    # MemoryStorage.incr calls this private hook to start its thread; a limits that stopped
-    # calling it would fail test_the_in_process_store_starts_no_thread_per_request.
-    def _MemoryStorage__schedule_expiry(self) -> None:
-        now = time.time()
-        if now >= self.next_sweep:
-            self.next_sweep = now + 1
-            for key in [key for key, expiry in self.expirations.items() if expiry <= now]:
-                self.get(key)
-
-
-def storage(uri: str) -> Storage:
-    """The store a ``RATELIMIT_STORAGE_URI`` names; every failure of it is a StorageError."""
-    if uri == "memory://":
-        return SweptMemoryStorage()
-    return storage_from_string(uri, wrap_exceptions=True)
+EXTENSION = "gradient_ratelimit"
 
 
 class RateLimit:
-    """One limit: counted before each /v1/ request, reported on its response."""
+    """The request count (before each /v1/ request) and the compute budget (``meter``)."""
 
-    def __init__(self, limit: str, storage_uri: str, key_prefix: str) -> None:
+    def __init__(
+        self,
+        limit: str,
+        store: GuardedStore,
+        key_prefix: str,
+        compute_seconds: str,
+        expensive_flops: int,
+    ) -> None:
         self.item = parse(limit)
-        self.storage = storage(storage_uri)
+        self.store = store
         self.key_prefix = key_prefix
+        self.compute = parse(compute_seconds)
+        self.expensive_flops = expensive_flops
 
     def hit(self) -> None:
         """before_request: count a routed /v1/ request; TooManyRequests past the limit."""
@@ -84,12 +85,11 @@ class RateLimit:
         # get_window_stats' get and get_expiry), so one Redis round trip fewer, and the
         # remaining count is this request's own even when other workers count too.
         key = self.item.key_for(self.key_prefix, client_identity(), request.endpoint)
-        try:
-            count = self.storage.incr(key, self.item.get_expiry())
-            reset_time = self.storage.get_expiry(key)
-        except StorageError:  # only the store's failures: a bug of ours still fails loudly
-            log.exception("rate-limit storage failed; the request goes through uncounted")
+        expiry = self.item.get_expiry()
+        counted = self.store.use(lambda store: (store.incr(key, expiry), store.get_expiry(key)))
+        if counted is None:  # the store failed: through, uncounted (service.ratestore)
             return
+        count, reset_time = counted
         g.rate_limit_window = max(0, self.item.amount - count), reset_time
         if count > self.item.amount:
             raise TooManyRequests(
@@ -107,16 +107,65 @@ class RateLimit:
             response.headers.add("X-RateLimit-Reset", str(math.ceil(reset_time)))
         return response
 
+    def is_expensive(self, cost: Cost, gradient_check: bool) -> bool:
+        return gradient_check or cost.flops > self.expensive_flops
+
+    def start_metering(self) -> None:
+        """Refuse once this client's compute budget is spent; else start its clock."""
+        key = self.compute.key_for(self.key_prefix, client_identity(), "compute")
+        used_ms = self.store.use(lambda store: store.get(key))
+        if used_ms is not None and used_ms >= self.compute.amount * 1000:
+            reset_time = self.store.use(lambda store: store.get_expiry(key)) or time.time()
+            retry_after = max(1, math.ceil(reset_time - time.time()))
+            raise TooManyRequests(
+                f"over the compute budget of {self.compute.amount} s of computation per "
+                f"{str(self.compute).split(' per ', 1)[1]} for gradient checks and large "
+                "problems (GRADIENT_RATELIMIT_COMPUTE_SECONDS): this client used "
+                f"{used_ms / 1000:.1f} s. Try again in {retry_after} s; smaller requests "
+                "go through meanwhile.",
+                retry_after=retry_after,
+            )
+        g.metered = key, time.perf_counter()
+
+    def charge(self, _error: BaseException | None = None) -> None:
+        """teardown_request: charge a metered request's seconds, however it ended."""
+        metered = g.pop("metered", None)
+        if metered is None:
+            return
+        key, started = metered
+        spent_ms = math.ceil((time.perf_counter() - started) * 1000)
+        expiry = self.compute.get_expiry()
+        self.store.use(lambda store: store.incr(key, expiry, amount=spent_ms))
+
+
+def meter(cost: Cost, gradient_check: bool = False) -> None:
+    """In a view, once the request's ``cost`` passed the limits: meter it if it is expensive.
+
+    ``cost.flops`` already counts every pass the request needs (the autograder's mistaken
+    passes, a gradient check's nudges).  Raises TooManyRequests when this client's compute
+    budget is spent.
+    """
+    limit = current_app.extensions.get(EXTENSION)
+    if limit is not None and limit.is_expensive(cost, gradient_check):
+        limit.start_metering()
+
 
 def init_app(app: Flask) -> RateLimit | None:
-    """Install the limit, unless ``RATELIMIT_ENABLED`` is false (the CLI's in-process app)."""
+    """Install the limits, unless ``RATELIMIT_ENABLED`` is false (the CLI's in-process app)."""
     if not app.config["RATELIMIT_ENABLED"]:
         return None
+    store = GuardedStore(
+        storage(app.config["RATELIMIT_STORAGE_URI"], app.config["RATELIMIT_STORAGE_TIMEOUT"])
+    )
     limit = RateLimit(
         app.config["RATELIMIT_DEFAULT"],
-        app.config["RATELIMIT_STORAGE_URI"],
+        store,
         app.config["RATELIMIT_KEY_PREFIX"],
+        app.config["RATELIMIT_COMPUTE_SECONDS"],
+        app.config["GRADIENT_EXPENSIVE_FLOPS"],
     )
+    app.extensions[EXTENSION] = limit
     app.before_request(limit.hit)
     app.after_request(limit.add_headers)
+    app.teardown_request(limit.charge)
     return limit

@@ -4,6 +4,11 @@ The request id is the client's X-Request-ID when it is a sane token, else a
 new one; it is echoed in the X-Request-ID header and in problem documents so
 a student's error report can be found in the logs.  Bodies and keys are never
 logged: the line holds sizes, and the key only as a short hash.
+
+A request's duration counts from when the server received it (service/worker.py
+puts that moment in the environ), so time spent waiting behind another computation
+shows: ``queued_ms`` is that wait (and the body's arrival), ``duration_ms`` the
+whole.  Without it (the test client) both start when Flask does.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from flask import Flask, Response, g, has_request_context, request
 
 from . import metrics
 from .json import encode
+from .worker import ARRIVED
 
 HEADER = "X-Request-ID"
 _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -38,12 +44,15 @@ def endpoint_label() -> str:
 def _start() -> None:
     incoming = request.headers.get(HEADER, "")
     g.request_id = incoming if _SANE_ID.fullmatch(incoming) else uuid.uuid4().hex
-    g.started = time.perf_counter()
+    now = time.monotonic()
+    g.started = request.environ.get(ARRIVED) or now
+    g.queued = now - g.started
 
 
 def _finish(response: Response) -> Response:
     response.headers[HEADER] = g.get("request_id", "")
-    seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    now = time.monotonic()
+    seconds = now - g.get("started", now)
     sizes = (request.content_length or 0, response.calculate_content_length() or 0)
     metrics.observe(endpoint_label(), request.method, response.status_code, seconds, sizes)
     log.info(
@@ -56,6 +65,7 @@ def _finish(response: Response) -> Response:
                 "path": request.path,
                 "status": response.status_code,
                 "duration_ms": round(seconds * 1000, 3),
+                "queued_ms": round(g.get("queued", 0.0) * 1000, 3),
                 "request_bytes": sizes[0],
                 "response_bytes": sizes[1],
                 "client": request.remote_addr,
@@ -85,12 +95,23 @@ class JsonLines(logging.Formatter):
         return encode(line).decode()
 
 
+def json_lines_logger(name: str, propagate: bool = True) -> logging.Logger:
+    """A logger writing JSON lines to stdout (once, however often it is asked for).
+
+    Only the access log stops its lines at itself: the rare operational lines (the
+    rate-limit store's outages) also reach the root logger's handlers, if any are set.
+    """
+    logger = logging.getLogger(name)
+    if not logger.handlers:
+        handler = _Stdout()
+        handler.setFormatter(JsonLines())
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = propagate
+    return logger
+
+
 def init_app(app: Flask) -> None:
     app.before_request(_start)
     app.after_request(_finish)
-    if not log.handlers:
-        handler = _Stdout()
-        handler.setFormatter(JsonLines())
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
+    json_lines_logger(log.name, propagate=False)

@@ -1,4 +1,5 @@
-"""Fixtures: an in-process app and client, and a real gunicorn on a free loopback port."""
+"""Fixtures: an in-process app and client (every answer checked against /openapi.json),
+and a real gunicorn on a free loopback port."""
 
 from __future__ import annotations
 
@@ -13,11 +14,28 @@ from pathlib import Path
 
 import pytest
 import requests
+from flask import Flask
 
 from service import create_app
+from tests.contract import ContractClient, served_contract
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def responses_match_the_published_contract():
+    """Every app's test client validates each answer against the served /openapi.json."""
+    served_contract()  # parsed once, before the first test
+    Flask.test_client_class = ContractClient
+    yield
+    Flask.test_client_class = None
+
+
+def pytest_terminal_summary(terminalreporter):
+    checked = served_contract.cache_info().currsize and served_contract().checked
+    if checked:
+        terminalreporter.write_line(f"{checked} responses validated against /openapi.json")
 
 
 @pytest.fixture
@@ -37,6 +55,8 @@ def free_port() -> int:
 
 
 def wait_until_healthy(base_url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Poll /healthz until it answers 200. Refused connections and slow answers are both
+    normal while the workers boot (on a busy machine an import can take seconds)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -44,32 +64,49 @@ def wait_until_healthy(base_url: str, process: subprocess.Popen, timeout: float 
         try:
             if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or too busy starting to answer within the second
         time.sleep(0.1)
     raise RuntimeError(f"server at {base_url} did not become healthy in {timeout}s")
 
 
-def launch(command: list[str], env: dict[str, str]) -> subprocess.Popen:
-    """Start a server process whose output goes to a file (an unread pipe would fill and block)."""
+def launch(
+    command: list[str], env: dict[str, str], *, new_session: bool = False
+) -> subprocess.Popen:
+    """Start a server process whose output goes to a file (an unread pipe would fill and block).
+
+    ``new_session``: its own process group, so a test can kill it whole (os.killpg), as a
+    machine or container that dies takes every process with it."""
     log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop_server)
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=new_session,
+    )
     process.log = log
     return process
 
 
 def start_server(
-    command: list[str], env: dict[str, str] | None = None
+    command: list[str],
+    env: dict[str, str] | None = None,
+    *,
+    port: int | None = None,
+    new_session: bool = False,
 ) -> tuple[str, subprocess.Popen]:
-    """Start a server command with PORT set to a free port; return its URL once healthy."""
-    port = free_port()
+    """Start a server command with PORT set to ``port`` (a free one by default); return its
+    URL once healthy."""
+    port = port or free_port()
     environment = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2"}
     environment.update(env or {})
-    process = launch(command, environment)
+    process = launch(command, environment, new_session=new_session)
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(base_url, process)
-    except RuntimeError:
+    except BaseException:  # never leave a server running behind a failed start
         stop_server(process)
         raise
     return base_url, process

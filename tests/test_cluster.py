@@ -11,6 +11,7 @@ import yaml
 from packaging.requirements import Requirement
 
 from service import gunicorn_conf
+from service.config import Config
 from tests.conftest import BIN, ROOT
 
 K8S = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
@@ -52,6 +53,29 @@ def test_probes_use_health_for_liveness_and_readiness_for_traffic():
     assert container["resources"]["requests"] and container["resources"]["limits"]
     # requests in flight finish: the pod waits longer than gunicorn's graceful timeout
     assert pod["terminationGracePeriodSeconds"] > gunicorn_conf.graceful_timeout
+
+
+def failure_window(probe: dict) -> float:
+    """Seconds a container must fail to answer before the kubelet acts on this probe: the
+    first failing probe is sent ``period * (threshold - 1) + timeout`` before the last
+    one gives up (Kubernetes' defaults where a field is left out)."""
+    period = probe.get("periodSeconds", 10)
+    return period * (probe.get("failureThreshold", 3) - 1) + probe.get("timeoutSeconds", 1)
+
+
+def test_probes_wait_longer_than_a_worker_may_compute():
+    container = manifests()["Deployment/gradient-service"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    env = {item["name"]: item.get("value") for item in container.get("env", [])}
+    budget = float(env.get("GRADIENT_TIME_BUDGET_SECONDS") or Config.GRADIENT_TIME_BUDGET_SECONDS)
+    timeout = int(env.get("GUNICORN_TIMEOUT") or gunicorn_conf.timeout)
+    # a pod whose every worker computes for the whole budget is neither restarted...
+    assert failure_window(container["livenessProbe"]) > budget
+    # ...nor before gunicorn replaces a stuck worker itself
+    assert failure_window(container["livenessProbe"]) > timeout
+    # ...nor taken out of the Service while it computes
+    assert failure_window(container["readinessProbe"]) > budget
 
 
 def test_the_image_installs_exactly_pinned_versions_that_satisfy_the_project():

@@ -11,8 +11,11 @@ import os
 import re
 import shlex
 import subprocess
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -185,6 +188,7 @@ def test_image_command_starts_the_service():
     finally:
         log = stop_server(process)
     assert "Traceback" not in log, log
+    assert "Using worker: GradientWorker" in log, log  # service/worker.py, not sync
 
 
 def test_healthcheck_fails_when_nothing_answers():
@@ -291,7 +295,43 @@ def test_console_script_serve_starts_the_service():
         wait_until_healthy(base_url, process)
         assert requests.get(f"{base_url}/healthz", timeout=5).json() == {"status": "ok"}
     finally:
-        stop_server(process)
+        log = stop_server(process)
+    assert "Using worker: GradientWorker" in log, log  # make run serves with service/worker.py
+
+
+def test_waiting_for_a_server_tolerates_it_answering_too_slowly_at_first():
+    """A busy machine: the first health checks time out while the workers boot (seen failing
+    test_console_script_serve_starts_the_service on a fresh clone)."""
+    answered: list[float] = []
+
+    class SlowAtFirst(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if not answered:
+                time.sleep(1.5)  # past wait_until_healthy's 1 s read timeout
+            answered.append(time.monotonic())
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    class Running:  # the server process, as wait_until_healthy sees it
+        returncode = None
+
+        def poll(self):
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowAtFirst)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{server.server_port}", Running(), timeout=20)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(answered) >= 2  # the slow first answer, then the one that counted
 
 
 # -- the live API, under gunicorn ---------------------------------------------------------------

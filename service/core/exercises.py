@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .budget import NO_DEADLINE, Deadline
 from .network import Layer, Problem
 
 
@@ -25,22 +26,26 @@ class ExerciseSpec:
     decimals: int | None = None
 
 
-def generate(spec: ExerciseSpec) -> Problem:
-    """A canonical problem; the schemas lay it out in the requested convention."""
+def generate(spec: ExerciseSpec, deadline: Deadline = NO_DEADLINE) -> Problem:
+    """A canonical problem; the schemas lay it out in the requested convention.
+
+    Its cost is priced from the spec alone (service.core.request_costs), before this runs.
+    """
     rng = np.random.default_rng(spec.seed)
     sizes = spec.layer_sizes
 
     def rounded(array: np.ndarray) -> np.ndarray:
         return array if spec.decimals is None else np.round(array, spec.decimals)
 
-    layers = tuple(
-        Layer(
+    def layer(n_in: int, n_out: int, activation: str) -> Layer:
+        deadline.check()
+        return Layer(
             weights=rounded(rng.normal(scale=1 / np.sqrt(n_in), size=(n_in, n_out))),
             biases=rounded(rng.normal(scale=0.5, size=n_out)),
             activation=activation,
         )
-        for n_in, n_out, activation in zip(sizes[:-1], sizes[1:], spec.activations)
-    )
+
+    layers = tuple(map(layer, sizes[:-1], sizes[1:], spec.activations))
     inputs = rounded(rng.normal(size=(spec.batch_size, sizes[0])))
     return Problem(
         inputs=inputs,

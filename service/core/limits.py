@@ -1,11 +1,21 @@
-"""Bounds on the work one request may demand, checked before any math runs."""
+"""Bounds on the work one request may demand, checked before any math runs.
+
+Two kinds: counts of what the request sends (layers, numbers, parameters to
+check), and its cost (service.core.cost): the bytes it would hold at its peak
+and the floating-point operations it would run, priced from its shapes alone.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .cost import Cost, NetworkShape
 from .errors import LimitExceeded
 from .network import Problem
+from .neuron import NeuronProblem
+from .request_costs import neuron_cost
+
+MiB = 2**20
 
 
 @dataclass(frozen=True)
@@ -17,49 +27,71 @@ class Limits:
     max_flops: int = 20_000_000_000
     #: parameters a numerical gradient check may nudge (two forward passes each)
     max_check_parameters: int = 5_000
+    #: bytes one request may hold at its peak: arrays, activations, gradients, its answer
+    max_request_bytes: int = 256 * MiB
 
 
 def estimated_flops(problem: Problem) -> int:
     """Forward (2 flops per weight per sample) plus backward (4): 6 * batch * weights."""
-    batch = problem.inputs.shape[0]
-    return 6 * batch * sum(layer.weights.size for layer in problem.layers)
+    return NetworkShape.of(problem).flops()
 
 
 def check_limits(
     problem: Problem, limits: Limits, gradient_check: bool = False, passes: int = 1
 ) -> None:
-    """Raise LimitExceeded naming the bound when the problem is too large.
+    """The counting limits and the FLOPs of a problem; LimitExceeded names the bound.
 
     ``passes`` counts the backward passes the request needs (the autograder
     recomputes one per mistake in its catalogue).
     """
-    if len(problem.layers) > limits.max_layers:
+    net = NetworkShape.of(problem)
+    check_counts(net, limits, gradient_check)
+    check_flops(net.flops() * passes, limits)
+
+
+def check_request(
+    net: NetworkShape,
+    cost: Cost,
+    limits: Limits,
+    gradient_check: bool = False,
+    layers_field: str = "layers",
+    smaller: str = "send a smaller batch",
+) -> None:
+    """Every limit of a network request, cheapest first; nothing has been computed yet."""
+    check_counts(net, limits, gradient_check, layers_field, smaller)
+    work = "the forward and backward pass need"
+    if gradient_check:
+        work = (
+            "the forward and backward pass and the gradient check "
+            "(two forward passes for each parameter) need"
+        )
+    check_cost(cost, limits, work)
+
+
+def check_neuron(problem: NeuronProblem, limits: Limits, body: int = 0) -> None:
+    """x and w count against the numbers a request may hold; their cost against the rest."""
+    check_elements(problem.x.size + problem.w.size, limits, "send fewer inputs")
+    cost = neuron_cost(problem.x.size, problem.curve_points, problem.steps, body)
+    check_cost(cost, limits, "the terms, the loss curve and the descent steps need")
+
+
+def check_counts(
+    net: NetworkShape,
+    limits: Limits,
+    gradient_check: bool = False,
+    layers_field: str = "layers",
+    smaller: str = "send a smaller batch",
+) -> None:
+    """Layers, numbers, and the parameters a gradient check would nudge."""
+    if len(net.layers) > limits.max_layers:
         raise LimitExceeded(
-            "layers",
-            f"{len(problem.layers)} layers exceed this service's limit of "
+            layers_field,
+            f"{len(net.layers)} layers exceed this service's limit of "
             f"{limits.max_layers} (GRADIENT_MAX_LAYERS).",
         )
-    elements = (
-        problem.inputs.size
-        + problem.targets.size
-        + sum(layer.weights.size + layer.biases.size for layer in problem.layers)
-    )
-    if elements > limits.max_elements:
-        raise LimitExceeded(
-            "_request",
-            f"the arrays hold {elements:,} numbers, over this service's limit of "
-            f"{limits.max_elements:,} (GRADIENT_MAX_ELEMENTS); send a smaller batch.",
-        )
-    flops = estimated_flops(problem) * passes
-    if flops > limits.max_flops:
-        raise LimitExceeded(
-            "_request",
-            f"the forward and backward pass need about {flops:,} floating-point "
-            f"operations, over this service's limit of {limits.max_flops:,} "
-            "(GRADIENT_MAX_FLOPS); send a smaller batch or network.",
-        )
+    check_elements(net.elements(), limits, smaller)
     if gradient_check:
-        parameters = sum(layer.weights.size + layer.biases.size for layer in problem.layers)
+        parameters = net.parameters()
         if parameters > limits.max_check_parameters:
             raise LimitExceeded(
                 "gradient_check",
@@ -68,3 +100,48 @@ def check_limits(
                 "(GRADIENT_MAX_CHECK_PARAMETERS): each parameter costs two forward passes. "
                 "Check a smaller network, or leave gradient_check off.",
             )
+
+
+def check_elements(elements: int, limits: Limits, fix: str = "send a smaller batch") -> None:
+    if elements > limits.max_elements:
+        raise LimitExceeded(
+            "_request",
+            f"the arrays hold {elements:,} numbers, over this service's limit of "
+            f"{limits.max_elements:,} (GRADIENT_MAX_ELEMENTS); {fix}.",
+        )
+
+
+def check_cost(
+    cost: Cost, limits: Limits, work: str = "the forward and backward pass need"
+) -> None:
+    """The bytes the request would hold at its peak, then its FLOPs."""
+    if cost.bytes > limits.max_request_bytes:
+        part = cost.largest
+        ratio = cost.bytes / limits.max_request_bytes
+        times = f"{ratio:,.1f}" if ratio >= 1.1 else f"{ratio:.2f}"
+        raise LimitExceeded(
+            "_request",
+            f"the computation would hold about {size_text(cost.bytes)} (the largest part: "
+            f"{part.what}, {size_text(part.bytes)}), {times}x this service's limit of "
+            f"{size_text(limits.max_request_bytes)} (GRADIENT_MAX_REQUEST_BYTES); {part.fix}.",
+        )
+    check_flops(cost.flops, limits, work)
+
+
+def check_flops(
+    flops: int, limits: Limits, work: str = "the forward and backward pass need"
+) -> None:
+    if flops > limits.max_flops:
+        raise LimitExceeded(
+            "_request",
+            f"{work} about {flops:,} floating-point operations, over this service's limit of "
+            f"{limits.max_flops:,} (GRADIENT_MAX_FLOPS); send a smaller batch or network.",
+        )
+
+
+def size_text(n: int) -> str:
+    if n >= 2**30:
+        return f"{n / 2**30:.1f} GiB"
+    if n >= MiB:
+        return f"{n / MiB:,.0f} MiB"
+    return f"{n / 1024:,.0f} KiB"

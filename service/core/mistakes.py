@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .activations import ALIASES
+from .budget import NO_DEADLINE, Deadline
 from .network import Forward, Gradients, Problem, backward, loss_scale
 
 Array = np.ndarray
@@ -49,25 +50,28 @@ def passes_needed(problem: Problem) -> int:
     return 1 + 1 + 2 + len(LAYER_MISTAKES) * per_layer_scopes
 
 
-def variants(problem: Problem, fwd: Forward) -> Iterator[Variant]:
+def variants(problem: Problem, fwd: Forward, deadline: Deadline = NO_DEADLINE) -> Iterator[Variant]:
     """Every mistake in the catalogue that changes something for this problem."""
     last = len(problem.layers) - 1
     batch, n_out = problem.targets.shape
 
+    def recompute(**mistake) -> Gradients:
+        return backward(problem, fwd, deadline=deadline, **mistake)
+
     def flip_output(i, z, a, dL_da, dz):
         return -dz if i == last else dz
 
-    yield Variant("sign_flipped", (), backward(problem, fwd, dz_rule=flip_output))
+    yield Variant("sign_flipped", (), recompute(dz_rule=flip_output))
 
     counts = sorted({batch, batch * n_out} - {1})
     if problem.reduction == "sum":
         for n in counts:
-            yield Variant("averaged_instead_of_summed", (), backward(problem, fwd, scale=1 / n), n)
+            yield Variant("averaged_instead_of_summed", (), recompute(scale=1 / n), n)
     else:
         yield Variant(
             "summed_instead_of_averaged",
             (),
-            backward(problem, fwd, scale=1.0),
+            recompute(scale=1.0),
             1 / loss_scale(problem),
         )
 
@@ -80,9 +84,7 @@ def variants(problem: Problem, fwd: Forward) -> Iterator[Variant]:
         for scope in scopes:
             if at_output and last not in scope:
                 continue
-            yield Variant(
-                code, scope, backward(problem, fwd, dz_rule=_in_layers(scope, rule, problem))
-            )
+            yield Variant(code, scope, recompute(dz_rule=_in_layers(scope, rule, problem)))
 
 
 def _in_layers(scope: tuple[int, ...], rule, problem: Problem):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .activations import get_activation
+from .budget import NO_DEADLINE, Deadline
 from .errors import NonFiniteResult
 from .losses import LOSSES
 
@@ -74,11 +75,12 @@ class Forward:
 DzRule = Callable[[int, Array, Array, Callable[[], Array], Array], Array]
 
 
-def forward(problem: Problem) -> Forward:
+def forward(problem: Problem, deadline: Deadline = NO_DEADLINE) -> Forward:
     zs: list[Array] = []
     outs: list[Array] = []
     a = problem.inputs
     for layer in problem.layers:
+        deadline.check()
         z = a @ layer.weights + layer.biases
         a = get_activation(layer.activation).forward(z)
         zs.append(z)
@@ -113,11 +115,13 @@ def backward(
     fwd: Forward,
     dz_rule: DzRule | None = None,
     scale: float | None = None,
+    deadline: Deadline = NO_DEADLINE,
 ) -> Gradients:
     """The loss and every layer's dz, dW and db, given the forward pass.
 
     ``dz_rule`` and ``scale`` exist for the autograder, which recomputes the
     backward pass with a student's mistake made; the service passes neither.
+    ``deadline`` is checked between layers: a pass over the budget ends there.
     """
     activations = [get_activation(layer.activation) for layer in problem.layers]
     loss_fn = LOSSES[problem.loss]
@@ -135,6 +139,7 @@ def backward(
             last, zs[last], outs[last], lambda: scale * loss_fn.grad_a(zs[last], outs[last], y), dz
         )
     for i in range(last, -1, -1):
+        deadline.check()
         layer = problem.layers[i]
         a_prev = outs[i - 1] if i > 0 else problem.inputs
         dzs[i] = dz
@@ -156,14 +161,17 @@ def backward(
     )
 
 
-def compute_gradients(problem: Problem, fwd: Forward | None = None) -> Gradients:
+def compute_gradients(
+    problem: Problem, fwd: Forward | None = None, deadline: Deadline = NO_DEADLINE
+) -> Gradients:
     """Loss, activations and every layer's dW and db for one batch.
 
     Overflow is not an exception here: it is detected once at the end and
     reported with the layer it happened in.
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        result = backward(problem, forward(problem) if fwd is None else fwd)
+        fwd = forward(problem, deadline) if fwd is None else fwd
+        result = backward(problem, fwd, deadline=deadline)
     _require_finite(result)
     return result
 

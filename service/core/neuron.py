@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .activations import get_activation
+from .budget import NO_DEADLINE, Deadline
 from .errors import NonFiniteResult
 from .losses import LOSSES
 
@@ -70,11 +71,13 @@ def _loss_at(problem: NeuronProblem, b: float) -> float:
     return loss.total(z, activation.forward(z), np.array([[problem.y]]))
 
 
-def neuron_terms(problem: NeuronProblem) -> NeuronTerms:
+def neuron_terms(problem: NeuronProblem, deadline: Deadline = NO_DEADLINE) -> NeuronTerms:
     """Every term; an overflow is reported by name rather than raised by NumPy."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         terms = replace(
-            _terms(problem), loss_curve=_loss_curve(problem), trajectory=_descent(problem)
+            _terms(problem),
+            loss_curve=_loss_curve(problem, deadline),
+            trajectory=_descent(problem, deadline),
         )
     for name, value in vars(terms).items():
         if isinstance(value, Curve):
@@ -116,20 +119,25 @@ def _terms(problem: NeuronProblem) -> NeuronTerms:
     )
 
 
-def _loss_curve(problem: NeuronProblem) -> Curve | None:
+def _loss_curve(problem: NeuronProblem, deadline: Deadline) -> Curve | None:
     if not problem.curve_points:
         return None
     bs = np.linspace(
         problem.b - problem.curve_span, problem.b + problem.curve_span, problem.curve_points
     )
-    return Curve(b=bs, loss=np.array([_loss_at(problem, b) for b in bs]))
+    losses = []
+    for b in bs:
+        deadline.check()
+        losses.append(_loss_at(problem, b))
+    return Curve(b=bs, loss=np.array(losses))
 
 
-def _descent(problem: NeuronProblem) -> Curve | None:
+def _descent(problem: NeuronProblem, deadline: Deadline) -> Curve | None:
     if not problem.steps:
         return None
     bs, losses = [problem.b], [_loss_at(problem, problem.b)]
     for _ in range(problem.steps):
+        deadline.check()
         step = _terms(replace(problem, b=bs[-1]))
         bs.append(step.b_next)
         losses.append(_loss_at(problem, step.b_next))

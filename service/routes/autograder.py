@@ -1,6 +1,7 @@
 """POST /v1/check and POST /v1/exercises: grading a student's backprop, and giving them one."""
 
 from flask import current_app
+from flask import request as http
 
 from schemas import (
     CheckRequest,
@@ -11,12 +12,16 @@ from schemas import (
     ExerciseResponseSchema,
     GradescopeResultsSchema,
 )
-from service import metrics
-from service.core import check_limits, compute_gradients
+from service import metrics, ratelimit
+from service.core import compute_gradients
 from service.core.budget import Deadline
+from service.core.cost import NetworkShape
 from service.core.exercises import generate
+from service.core.limits import check_request
 from service.core.mistakes import passes_needed
+from service.core.request_costs import exercise_cost, grading_cost
 from service.grading import Grader, gradescope_results
+from service.openapi import one_of
 
 from .blueprint import Blueprint
 
@@ -43,35 +48,43 @@ CHECK_EXAMPLE = {
 CHECK_RESPONSE, GRADESCOPE_RESULTS = CheckResponseSchema(), GradescopeResultsSchema()
 
 
-def _one_of(*names: str) -> dict:
-    return {"oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in names]}
-
-
 @blp.route("/check", methods=["POST"])
 @blp.arguments(CheckRequestSchema(), example=CHECK_EXAMPLE)
 @blp.doc(
+    operationId="checkSubmission",
     responses={
         "200": {
             "description": "The graded fields; a Gradescope results.json with format=gradescope.",
             "content": {
-                "application/json": {"schema": _one_of("CheckResponse", "GradescopeResults")}
+                "application/json": {"schema": one_of("CheckResponse", "GradescopeResults")}
             },
         }
-    }
+    },
 )
 def check(request: CheckRequest):
     """Grade each submitted field: pass or fail, and for a failure the mistake that explains it.
 
     With `"format": "gradescope"` the answer is a Gradescope results.json document instead.
     """
-    problem = request.gradients.problem
-    check_limits(problem, current_app.config["GRADIENT_LIMITS"], passes=passes_needed(problem))
+    deadline = Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"])
+    problem, submission = request.gradients.problem, request.submission
+    net = NetworkShape.of(problem)
+    cost = grading_cost(
+        net,
+        passes_needed(problem),
+        submission.numbers(),
+        submission.fields(),
+        request.reveal,
+        body=http.content_length or 0,
+    )
+    check_request(net, cost, current_app.config["GRADIENT_LIMITS"])
+    ratelimit.meter(cost)
     grader = Grader(
         request.gradients,
         request.tolerance,
         request.strict_shapes,
         request.reveal,
-        deadline=Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"]),
+        deadline=deadline,
     )
     report = grader.grade(request.submission)
     metrics.count_diagnoses(r.diagnosis for r in report.results if r.diagnosis)
@@ -92,12 +105,24 @@ def check(request: CheckRequest):
     },
 )
 @blp.response(200, ExerciseResponseSchema)
+@blp.doc(operationId="createExercise")
 def exercises(request: ExerciseRequest):
     """A reproducible problem from a seed, and its solution: the same request, the same bytes."""
-    problem = generate(request.spec)
-    check_limits(problem, current_app.config["GRADIENT_LIMITS"])
+    deadline = Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"])
+    spec = request.spec
+    net = NetworkShape.of_sizes(spec.batch_size, spec.layer_sizes, spec.activations)
+    cost = exercise_cost(net, spec.loss)
+    check_request(
+        net,
+        cost,
+        current_app.config["GRADIENT_LIMITS"],
+        layers_field="layer_sizes",
+        smaller="ask for a smaller batch_size, or fewer and narrower layers",
+    )
+    ratelimit.meter(cost)
+    problem = generate(spec, deadline)
     laid_out = request.lay_out(problem)
     return {
         "problem": request.problem_document(laid_out),
-        "solution": laid_out.present(compute_gradients(problem)),
+        "solution": laid_out.present(compute_gradients(problem, deadline=deadline)),
     }

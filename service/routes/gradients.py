@@ -1,6 +1,7 @@
 """POST /v1/gradients and POST /v1/neuron: parse, compute, answer in the client's shapes."""
 
 from flask import current_app
+from flask import request as http
 
 from schemas import (
     GradientsRequest,
@@ -9,16 +10,18 @@ from schemas import (
     NeuronRequestSchema,
     NeuronResponseSchema,
 )
-from service import json
+from service import json, ratelimit
 from service.core import (
     NeuronProblem,
-    check_limits,
     compute_gradients,
     gradient_step,
     neuron_terms,
 )
 from service.core.budget import Deadline
+from service.core.cost import NetworkShape
 from service.core.gradient_check import gradient_check
+from service.core.limits import check_neuron, check_request
+from service.core.request_costs import gradients_cost
 
 from .blueprint import Blueprint
 
@@ -48,17 +51,28 @@ blp = Blueprint(
     },
 )
 @blp.response(200, GradientsResponseSchema)
+@blp.doc(operationId="computeGradients")
 def gradients(request: GradientsRequest):
     """Loss, activations, and every layer's dW and db.
 
     dW and db come back in the layout and shape each layer was sent in.
     """
-    check_limits(request.problem, current_app.config["GRADIENT_LIMITS"], request.gradient_check)
-    result = compute_gradients(request.problem)
+    deadline = Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"])
+    net = NetworkShape.of(request.problem)
+    cost = gradients_cost(
+        net,
+        request.include,
+        request.encoding,
+        request.gradient_check,
+        learning_rate=request.learning_rate is not None,
+        body=http.content_length or 0,
+    )
+    check_request(net, cost, current_app.config["GRADIENT_LIMITS"], request.gradient_check)
+    ratelimit.meter(cost, request.gradient_check)
+    result = compute_gradients(request.problem, deadline=deadline)
     check = None
     if request.gradient_check:
-        budget = Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"])
-        check = gradient_check(request.problem, result, deadline=budget)
+        check = gradient_check(request.problem, result, deadline=deadline)
     updated = None
     if request.learning_rate is not None:
         updated = gradient_step(request.problem, result, request.learning_rate)
@@ -81,6 +95,10 @@ def gradients(request: GradientsRequest):
     },
 )
 @blp.response(200, NeuronResponseSchema)
+@blp.doc(operationId="computeNeuron")
 def neuron(problem: NeuronProblem):
     """One neuron z = w . x + b: every chain-rule term of dL/db, and one update step."""
-    return neuron_terms(problem)
+    deadline = Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"])
+    limits = current_app.config["GRADIENT_LIMITS"]
+    check_neuron(problem, limits, http.content_length or 0)
+    return neuron_terms(problem, deadline)

@@ -4,6 +4,7 @@ import numpy as np
 from flask import Blueprint as FlaskBlueprint
 from werkzeug.exceptions import ServiceUnavailable
 
+from schemas import HealthSchema, ReadinessSchema
 from service import lifecycle, metrics
 from service.core import Layer, Problem, compute_gradients
 
@@ -22,14 +23,17 @@ _PROBE = Problem(
 
 
 @blp.route("/healthz", methods=["GET"])
-@blp.response(200)
+@blp.response(200, HealthSchema)
+@blp.doc(operationId="getHealth")
 def healthz():
     """Always 200 while the process serves requests."""
     return {"status": "ok"}
 
 
 @blp.route("/readyz", methods=["GET"])
-@blp.response(200)
+@blp.response(200, ReadinessSchema)
+@blp.alt_response(503, response="SERVICE_UNAVAILABLE")
+@blp.doc(operationId="getReadiness")
 def readyz():
     """200 when this worker computes correctly; 503 once it is shutting down."""
     if lifecycle.is_draining():

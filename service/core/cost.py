@@ -1,0 +1,255 @@
+"""What a request will cost before anything runs: the bytes it holds at its peak, and its FLOPs.
+
+The work limits count the numbers a request sends; memory goes to what it
+creates.  Every layer's z, a and dz are batch x units whatever the weights, and
+an answer's text takes three times its numbers' bytes: a 267 KB body asked a
+worker for 835 MB.  This model prices a request from its shapes alone, so that
+service.core.limits refuses it before any of that is allocated, naming the part
+that is too big.
+
+The estimate bounds what a request adds to a worker's memory at its peak, from
+its body until its answer is written:
+
+- the body: it and its parsed form are freed before the computation starts,
+  but the heap they leave is not always reused (its size, once);
+- the request's own arrays (float64, 8 bytes a number: inputs, targets,
+  parameters, a submission);
+- every layer's kept arrays: z and a from the forward pass; dz, dW and db from
+  each backward pass (the autograder keeps one set per mistaken pass, all at once);
+- the temporaries of the largest step: ``SCRATCH`` arrays of (batch, units), the
+  most any forward or backward step (activation, loss, a mistake's rule,
+  the upstream gradient) holds beside the kept arrays;
+- each endpoint's extras: the gradient check's layer inputs and nudged passes,
+  the updated layers, an exercise's draws;
+- the answer: its text twice, plus the largest array's own pieces while it
+  is written.  msgspec grows its buffer by half with realloc; a move copies it,
+  and the block it leaves on the heap stays resident (service/allocator.py
+  keeps freed memory): a 64-layer answer of 81 MB peaked 54 MB over its
+  arrays and text in RSS, where tracemalloc saw only the buffer's capacity.
+
+Calibration, by tracemalloc in one process (it sees NumPy's, orjson's, msgspec's
+and pybase64's allocations) and a gunicorn worker's peak RSS (/proc/<pid>/status
+VmHWM), over every activation and loss, thin-wide and deep-narrow networks, and
+the largest request of each endpoint (tests/test_memory_bound.py asserts it,
+bench/memory_bound.py prints it: a fresh worker grew by 43% to 86% of the estimate):
+
+- ``SCRATCH`` = 6: the most measured is 5.1 arrays of the step's (batch, units)
+  (bce's dL/da through the sigmoid, the result included);
+- JSON: orjson writes a float64 in at most 24 characters plus a comma, and 3
+  more a row; while it writes one array it holds 42 bytes a number (its buffer
+  over-allocates) and about 120 bytes a row (a (200000, 1) array: 162 a number);
+- base64: 10.67 characters a number; one array is written twice (the base64
+  bytes, then the binary form around them), plus its contiguous copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from math import prod
+
+NUMBER = 8  # bytes of a float64
+SCRATCH = 6  # arrays of a step's (batch, units) alive at once beside the kept ones
+JSON_NUMBER, JSON_ROW, JSON_ARRAY = 25, 3, 32  # characters: a number, a row, keys around it
+JSON_PIECE_NUMBER, JSON_PIECE_ROW = 42, 128  # bytes orjson holds writing one array
+BASE64_NUMBER, BASE64_ARRAY = 11, 96  # characters: a number, the {dtype, shape, data} form
+BASE64_PIECE_NUMBER = 22  # the base64 bytes and the binary form around them
+ANSWER_TEXT = 4096  # an answer's keys, loss and small fields
+TEXT_COPIES = 2  # the writer's buffer, and the block it was moved from as it grew
+READ_COPIES = 1  # the body's heap, left by reading and parsing it
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Part:
+    what: str  # words a client understands: "layer 0's activations (batch 200,000 x 1,000 units)"
+    bytes: int
+    fix: str  # what makes it smaller
+
+
+@dataclass(frozen=True)
+class Cost:
+    bytes: int
+    flops: int
+    parts: tuple[Part, ...]
+
+    @property
+    def largest(self) -> Part:
+        return max(self.parts, key=lambda part: part.bytes)
+
+
+def cost_of(parts: Iterable[Part], flops: int) -> Cost:
+    parts = tuple(part for part in parts if part.bytes)
+    return Cost(sum(part.bytes for part in parts), flops, parts)
+
+
+# -- layers: one entry per kind ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """What the model needs to know of a layer before it exists."""
+
+    kind: str
+    n_in: int  # numbers per sample in
+    n_out: int  # numbers per sample out
+    parameters: tuple[Shape, ...]  # the shapes of its parameters (and so of their gradients)
+    activation: str = "identity"
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """One layer for one batch, in float64 numbers (FLOPs apart)."""
+
+    kept: int  # forward results kept for backward and the answer (z, a)
+    gradients: int  # what one backward pass keeps (dz, dW, db)
+    scratch: int  # temporaries of its largest step, beside the kept arrays
+    forward_flops: int
+    flops: int  # forward and backward
+    what: str  # its activations' shape in words
+
+
+def dense(batch: int, layer: LayerShape) -> LayerCost:
+    """z = a_prev @ W + b, a = f(z); backward dz, dW = a_prev.T @ dz, db, dz @ W.T upstream."""
+    activations = batch * layer.n_out
+    parameters = sum(prod(shape) for shape in layer.parameters)
+    weights = layer.n_in * layer.n_out
+    return LayerCost(
+        kept=2 * activations,
+        gradients=activations + parameters,
+        scratch=SCRATCH * activations + parameters,  # l2's l2 * W beside them
+        forward_flops=2 * batch * weights,
+        flops=6 * batch * weights,
+        what=f"batch {batch:,} x {layer.n_out:,} units",
+    )
+
+
+#: Adding a layer kind is adding its entry: (batch, its shape) -> its cost.
+LAYER_COSTS: dict[str, Callable[[int, LayerShape], LayerCost]] = {"dense": dense}
+
+
+def dense_shape(n_in: int, n_out: int, activation: str) -> LayerShape:
+    return LayerShape("dense", n_in, n_out, ((n_in, n_out), (n_out,)), activation)
+
+
+@dataclass(frozen=True)
+class NetworkShape:
+    batch: int
+    n_in: int
+    layers: tuple[LayerShape, ...]
+
+    @classmethod
+    def of(cls, problem) -> NetworkShape:
+        """A core.Problem's shapes (every layer is dense today)."""
+        return cls(
+            batch=problem.inputs.shape[0],
+            n_in=problem.inputs.shape[1],
+            layers=tuple(
+                dense_shape(*layer.weights.shape, layer.activation) for layer in problem.layers
+            ),
+        )
+
+    @classmethod
+    def of_sizes(cls, batch: int, sizes: Sequence[int], activations: Sequence[str]):
+        """Dense layers of the given widths: (n_in, n_1, ..., n_out)."""
+        layers = zip(sizes[:-1], sizes[1:], activations)
+        return cls(batch, sizes[0], tuple(dense_shape(*layer) for layer in layers))
+
+    @property
+    def n_out(self) -> int:
+        return self.layers[-1].n_out if self.layers else self.n_in
+
+    def parameters(self) -> int:
+        return sum(prod(shape) for layer in self.layers for shape in layer.parameters)
+
+    def elements(self) -> int:
+        """Numbers the request's arrays hold: inputs, targets, parameters."""
+        return self.batch * (self.n_in + self.n_out) + self.parameters()
+
+    def costs(self) -> list[LayerCost]:
+        return [LAYER_COSTS[layer.kind](self.batch, layer) for layer in self.layers]
+
+    def flops(self) -> int:
+        """One forward and one backward pass."""
+        return sum(cost.flops for cost in self.costs())
+
+
+# -- the parts every network request has ------------------------------------------------------
+
+SMALLER = "send a smaller batch or narrower layers"
+
+
+def held(numbers: int, what: str = "the request's own arrays") -> Part:
+    return Part(f"{what} ({numbers:,} numbers)", NUMBER * numbers, "send a smaller batch")
+
+
+def read_part(body: int) -> Part:
+    """The body and its parsed form: freed before anything is computed, but the heap they
+    leave stays resident and is not always reused (1.5 to 2 times the body, measured)."""
+    return Part(
+        f"the request's body, read and parsed ({body:,} bytes)",
+        READ_COPIES * body,
+        "send fewer numbers",
+    )
+
+
+def passes_parts(net: NetworkShape, passes: int = 1) -> list[Part]:
+    """Every layer's kept arrays, and the largest step's temporaries (loss included)."""
+    over = f", kept for each of {passes} backward passes" if passes > 1 else ""
+    parts = [
+        Part(
+            f"layer {i}'s activations and gradients (z, a, dz: {cost.what}{over})",
+            NUMBER * (cost.kept + passes * cost.gradients),
+            SMALLER,
+        )
+        for i, cost in enumerate(net.costs())
+    ]
+    steps = [
+        (cost.scratch, f"layer {i}'s step ({SCRATCH} arrays of {cost.what} and more)")
+        for i, cost in enumerate(net.costs())
+    ]
+    # the loss and its gradient hold as many arrays of (batch, n_out), and the targets' shape
+    steps.append(
+        (
+            (SCRATCH + 2) * net.batch * net.n_out,
+            f"the loss's ({SCRATCH + 2} arrays of batch {net.batch:,} x {net.n_out:,} outputs)",
+        )
+    )
+    scratch, whose = max(steps)
+    parts.append(Part(f"the temporaries of {whose}", NUMBER * scratch, SMALLER))
+    return parts
+
+
+def text_bytes(shapes: Iterable[Shape], encoding: str = "json") -> int:
+    """The answer text of arrays of these shapes (rows bounded by the longest side)."""
+    if encoding == "base64":
+        return sum(BASE64_NUMBER * prod(s) + BASE64_ARRAY for s in shapes)
+    return sum(JSON_NUMBER * prod(s) + JSON_ROW * max(s, default=1) + JSON_ARRAY for s in shapes)
+
+
+def answer_part(shapes: Sequence[Shape], encoding: str, fix: str, extra_text: int = 0) -> Part:
+    """Writing an answer that holds arrays of ``shapes``: its text twice (see the module's
+    docstring), and the largest array's pieces (a contiguous copy, orjson's buffer)."""
+    text = ANSWER_TEXT + extra_text + text_bytes(shapes, encoding)
+    if encoding == "base64":
+        pieces = [(NUMBER + BASE64_PIECE_NUMBER) * prod(s) for s in shapes]
+    else:
+        pieces = [
+            (NUMBER + JSON_PIECE_NUMBER) * prod(s) + JSON_PIECE_ROW * max(s, default=1)
+            for s in shapes
+        ]
+    numbers = sum(prod(s) for s in shapes)
+    form = "in base64" if encoding == "base64" else "as JSON text, about 25 bytes each"
+    peak = TEXT_COPIES * text + max(pieces, default=0)
+    return Part(f"the answer ({numbers:,} numbers {form})", peak, fix)
+
+
+def result_shapes(net: NetworkShape, include: Iterable[str] = ("a",)) -> list[Shape]:
+    """The arrays of a gradients answer: the included activations, every parameter's gradient."""
+    include = tuple(include)
+    shapes: list[Shape] = []
+    for layer in net.layers:
+        shapes += [(net.batch, layer.n_out)] * len(include)
+        shapes += list(layer.parameters)
+    return shapes

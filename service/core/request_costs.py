@@ -1,0 +1,152 @@
+"""Each endpoint's request priced from its shapes (service.core.cost), before anything runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import prod
+
+from .cost import (
+    NUMBER,
+    SCRATCH,
+    SMALLER,
+    Cost,
+    NetworkShape,
+    Part,
+    Shape,
+    answer_part,
+    cost_of,
+    held,
+    passes_parts,
+    read_part,
+    result_shapes,
+)
+
+#: text of one graded field's result (its message, shapes and errors), generously
+FIELD_TEXT = 2048
+
+
+def gradients_cost(
+    net: NetworkShape,
+    include: Sequence[str] = ("a",),
+    encoding: str = "json",
+    gradient_check: bool = False,
+    learning_rate: bool = False,
+    body: int = 0,
+) -> Cost:
+    """POST /v1/gradients: one forward and backward pass, and its answer."""
+    parts = [read_part(body), held(net.elements()), *passes_parts(net)]
+    flops = net.flops()
+    if gradient_check:
+        parts.append(gradient_check_part(net))
+        flops += gradient_check_flops(net)
+    shapes = result_shapes(net, include)
+    if learning_rate:
+        updated = [shape for layer in net.layers for shape in layer.parameters]
+        sizes = [prod(shape) for shape in updated]
+        parts.append(
+            Part(
+                "the updated layers (learning_rate)",
+                NUMBER * (sum(sizes) + max(sizes)),  # W - lr * dW: lr * dW first
+                "leave learning_rate out, or send narrower layers",
+            )
+        )
+        shapes += updated
+    if encoding == "base64":
+        fix = 'ask for fewer arrays ("include": []), or send a smaller batch'
+    else:
+        fix = 'ask for "encoding": "base64" (11 bytes a number, not 25) or fewer arrays ("include")'
+    parts.append(answer_part(shapes, encoding, fix))
+    return cost_of(parts, flops)
+
+
+def gradient_check_part(net: NetworkShape) -> Part:
+    """Every layer's input, kept for the nudges; one re-run forward pass; a layer's copies."""
+    inputs = sum(net.batch * layer.n_in for layer in net.layers[1:])
+    widest = max(net.batch * layer.n_out for layer in net.layers)
+    largest = max(prod(shape) for layer in net.layers for shape in layer.parameters)
+    return Part(
+        "the gradient check's layer inputs and re-run forward passes",
+        NUMBER * (inputs + 3 * widest + SCRATCH * largest),
+        "leave gradient_check off, or check a smaller batch",
+    )
+
+
+def gradient_check_flops(net: NetworkShape) -> int:
+    """Two forward passes from a parameter's layer onward, for every parameter."""
+    costs = net.costs()
+    total = 0
+    for i, layer in enumerate(net.layers):
+        parameters = sum(prod(shape) for shape in layer.parameters)
+        total += parameters * 2 * sum(cost.forward_flops for cost in costs[i:])
+    return total
+
+
+def field_shape(net: NetworkShape, layer: int, name: str) -> Shape:
+    """The shape of one graded field's expected value (canonical; the client's has as many)."""
+    if name in ("z", "a", "dz"):
+        return (net.batch, net.layers[layer].n_out)
+    return net.layers[layer].parameters[0 if name == "dW" else 1]
+
+
+def grading_cost(
+    net: NetworkShape,
+    passes: int,
+    submitted: int,
+    fields: Sequence[tuple[int, str]],
+    reveal: bool = False,
+    body: int = 0,
+) -> Cost:
+    """POST /v1/check: the reference pass and every mistaken pass, held at once (the grader
+    remembers each for the next field), and the comparisons of the largest field."""
+    shapes = [field_shape(net, layer, name) for layer, name in fields]
+    largest = max((prod(shape) for shape in shapes), default=1)
+    parts = [
+        read_part(body),
+        held(net.elements() + submitted, "the problem's and the submission's arrays"),
+        *passes_parts(net, passes),
+        Part(
+            "comparing the largest submitted field with its expected values",
+            NUMBER * SCRATCH * largest,
+            SMALLER,
+        ),
+        answer_part(
+            shapes if reveal else [],
+            "json",
+            "submit fewer fields, or leave reveal off",
+            extra_text=FIELD_TEXT * (len(fields) + 1),
+        ),
+    ]
+    return cost_of(parts, net.flops() * passes)
+
+
+def exercise_cost(net: NetworkShape, loss: str) -> Cost:
+    """POST /v1/exercises, from the request alone: the problem drawn, solved, and both written."""
+    data = [(net.batch, net.n_in), (net.batch, net.n_out)]
+    problem = data + [shape for layer in net.layers for shape in layer.parameters]
+    drawn = max(prod(shape) for shape in problem)  # each draw, then its rounded copy
+    if loss == "cross_entropy":
+        drawn = max(drawn, net.n_out**2 + net.batch * net.n_out)  # one-hot rows of an identity
+    fix = "ask for a smaller batch_size, or fewer and narrower layers"
+    parts = [
+        held(net.elements(), "the problem's arrays"),
+        Part("drawing the problem's largest array", NUMBER * drawn, fix),
+        *passes_parts(net),
+        answer_part(problem + result_shapes(net, ("a",)), "json", fix),
+    ]
+    return cost_of(parts, net.flops())
+
+
+def neuron_cost(inputs: int, curve_points: int, steps: int, body: int = 0) -> Cost:
+    """POST /v1/neuron: x and w, dL/dw and the stepped w, their temporaries, and the curves."""
+    fix = "send fewer inputs"
+    curves = [(curve_points,)] * 2 + [(steps + 1,)] * 2
+    parts = [
+        read_part(body),
+        held(2 * inputs, "x and w"),
+        # dL_dw and w_next kept; w * x, lr * dL_dw and a descent step's own pair alive beside
+        Part("dL_dw, w_next and their temporaries", NUMBER * 6 * inputs, fix),
+        answer_part([(inputs,), (inputs,), *curves], "json", fix + ", curve_points or steps"),
+    ]
+    # the terms once (w . x, dL_dw, w_next, two nudged losses), 2 per loss on the curve,
+    # and a descent step's terms and loss
+    return cost_of(parts, inputs * (11 + 2 * curve_points + 11 * steps))

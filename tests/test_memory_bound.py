@@ -1,0 +1,209 @@
+"""The cost model's estimate is an upper bound of what requests really hold (issue 11).
+
+In this process, tracemalloc (which sees NumPy's and the JSON libraries' allocations)
+from the cost check to the written answer; in a real gunicorn worker, its peak RSS
+(/proc/<pid>/status VmHWM).  The cases at the bound are in tests/memory_cases.py.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from typing import NamedTuple
+
+import numpy as np
+import orjson
+import pytest
+
+from schemas.binary import encode
+from service import allocator, create_app
+from service.core import Layer, Problem, compute_gradients
+from service.core.activations import ACTIVATIONS
+from service.core.cost import NetworkShape, passes_parts
+from service.core.losses import LOSSES
+from service.core.mistakes import passes_needed, variants
+from service.core.network import forward
+from tests import memory_cases
+from tests.conftest import stop_server
+from tests.memory_cases import (
+    LIMIT,
+    SIZES,
+    Case,
+    case,
+    deep_narrow,
+    fits,
+    network,
+    thin_wide,
+    traced,
+    wrong_submission,
+)
+
+MiB = 2**20
+
+
+@pytest.fixture
+def client():
+    return create_app({"RATELIMIT_ENABLED": False}).test_client()
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_every_pass_holds_less_than_its_estimate(activation, loss):
+    """The forward pass, the backward pass and every mistaken pass of the autograder, held
+    at once, for every activation and loss: within the model's kept arrays and temporaries."""
+    rng = np.random.default_rng(0)
+    output = {"bce": "sigmoid", "cross_entropy": "softmax"}.get(loss, activation)
+    sizes, batch = [20, 300, 300, 40], 400
+    targets = rng.uniform(size=(batch, sizes[-1]))
+    if loss == "cross_entropy":
+        targets /= targets.sum(axis=1, keepdims=True)
+    problem = Problem(
+        inputs=rng.normal(size=(batch, sizes[0])),
+        targets=targets,
+        layers=tuple(
+            Layer(rng.normal(size=(n_in, n_out)) / n_in**0.5, rng.normal(size=n_out), act)
+            for n_in, n_out, act in zip(sizes[:-1], sizes[1:], [activation, activation, output])
+        ),
+        loss=loss,
+        l2=0.1,
+    )
+    net = NetworkShape.of(problem)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        with np.errstate(all="ignore"):
+            fwd = forward(problem)
+            held = [compute_gradients(problem, fwd), *(v.result for v in variants(problem, fwd))]
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert len(held) <= passes_needed(problem)
+    estimate = sum(part.bytes for part in passes_parts(net, passes_needed(problem)))
+    assert peak <= estimate, f"{peak / MiB:.1f} MiB held, {estimate / MiB:.1f} MiB estimated"
+
+
+def columns(body: dict) -> dict:
+    """A numpy-convention body in the columns convention: every array transposed."""
+    transposed = {name: np.array(body[name]).T.tolist() for name in ("inputs", "targets")}
+    layers = [
+        {
+            **layer,
+            "weights": np.array(layer["weights"]).T.tolist(),
+            "biases": [[b] for b in layer["biases"]],
+        }
+        for layer in body["layers"]
+    ]
+    return {**body, **transposed, "layers": layers, "convention": "columns"}
+
+
+class Spread(NamedTuple):
+    id: str
+    path: str
+    body: dict
+
+
+SPREAD = [
+    Spread("thin-wide", "/v1/gradients", thin_wide(600)),
+    Spread("deep-narrow", "/v1/gradients", deep_narrow(1000)),
+    Spread(
+        "columns, every array, l2, a step",
+        "/v1/gradients",
+        columns(
+            network(
+                [50, 400, 30],
+                300,
+                ["relu", "softmax"],
+                include=["z", "a", "dz"],
+                l2=0.5,
+                learning_rate=0.1,
+            )
+        ),
+    ),
+    Spread(
+        "base64 both ways",
+        "/v1/gradients",
+        network([200, 300, 300, 5], 500, form=encode, encoding="base64", learning_rate=0.1),
+    ),
+    Spread("a column of samples", "/v1/gradients", network([1, 1], 50_000)),
+    Spread("gradient check", "/v1/gradients", network([10, 40, 2], 500, gradient_check=True)),
+    Spread(
+        "every field wrong, revealed",
+        "/v1/check",
+        {
+            **network([20, 100, 100, 3], 800, ["sigmoid", "tanh", "sigmoid"], loss="bce"),
+            "submission": wrong_submission([20, 100, 100, 3], 800),
+            "reveal": True,
+        },
+    ),
+    Spread(
+        "a one-hot exercise",
+        "/v1/exercises",
+        {
+            "seed": 3,
+            "layer_sizes": [300, 600, 1000],
+            "activations": ["sigmoid", "softmax"],
+            "loss": "cross_entropy",
+            "batch_size": 400,
+            "decimals": 2,
+        },
+    ),
+    Spread(
+        "a long neuron",
+        "/v1/neuron",
+        {
+            "x": [0.5] * 50_000,
+            "w": [0.001] * 50_000,
+            "b": 0.1,
+            "y": 1.0,
+            "activation": "tanh",
+            "loss": "mse",
+            "curve_points": 401,
+            "steps": 200,
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize("spread", SPREAD, ids=[s.id for s in SPREAD])
+def test_the_estimate_bounds_what_a_request_really_holds(client, spread):
+    measured = traced(client, Case(spread.id, spread.path, orjson.dumps(spread.body)))
+    assert measured.status == 200
+    assert measured.view <= measured.estimate.bytes, (
+        f"{measured.view / MiB:.1f} MiB held, {measured.estimate.bytes / MiB:.1f} MiB estimated"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SIZES))
+def test_the_largest_request_of_each_kind_holds_less_than_its_estimate(client, name):
+    # the largest: within the limit, and 3% more is refused
+    assert not fits(client, name, SIZES[name] * 103 // 100 + 1)
+    measured = traced(client, case(name))
+    assert measured.status == 200
+    assert measured.view <= measured.estimate.bytes <= LIMIT
+
+
+# -- a real worker -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_worker_at_its_peak_stays_within_the_documented_bound(client):
+    """A fresh worker grows by less than the request's estimate; each accepted request adds at
+    most GRADIENT_MAX_REQUEST_BYTES to a worker's RSS, which stays under its idle RSS + the
+    freed memory it keeps (service/allocator.py) + that; a refusal adds under 50 MiB."""
+    url, server = memory_cases.start_worker()
+    try:
+        (worker,) = memory_cases.workers(server.pid)
+        idle = memory_cases.status_kib(worker, "VmRSS") / 1024
+        names = memory_cases.ORDER
+        figures = memory_cases.rss_peaks(url, worker, [case(name) for name in names])
+        refused = Case("finding 1", "/v1/gradients", orjson.dumps(thin_wide(3000)))
+        ((before_refusal, after_refusal),) = memory_cases.rss_peaks(url, worker, [refused], 422)
+    finally:
+        stop_server(server)
+    first, (fresh, peak) = names[0], figures[0]
+    assert peak - fresh <= traced(client, case(first)).estimate.bytes / MiB  # a fresh worker
+    bound = idle + (allocator.TRIM_THRESHOLD + LIMIT) / MiB
+    for name, (before, peak) in zip(names, figures):
+        assert peak - before <= LIMIT / MiB, f"{name}: {before:.0f} -> {peak:.0f} MiB"
+        assert peak <= bound, f"{name}: {peak:.0f} MiB, over {bound:.0f}"
+    assert after_refusal - before_refusal < 50

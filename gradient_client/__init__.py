@@ -50,6 +50,8 @@ class GradientServiceError(Exception):
         self.title: str = str(problem.get("title", ""))
         self.detail: str = str(problem.get("detail", ""))
         self.errors: dict[str, list[str]] = dict(problem.get("errors") or {})
+        #: field errors the service counted but did not list (it lists at most 50)
+        self.errors_omitted: int = int(problem.get("errors_omitted") or 0)
         super().__init__(self.detail or self.title)
 
     @property

@@ -9,12 +9,15 @@ one np.frombuffer: no per-number parsing at all.
 from __future__ import annotations
 
 import binascii
+import heapq
 import math
 from typing import Any
 
 import numpy as np
 import pybase64
 from marshmallow import ValidationError
+
+from .bounded import EXCERPT_ITEMS, excerpt, listing
 
 DTYPES = {"float64": np.dtype("<f8"), "float32": np.dtype("<f4")}
 KEYS = {"dtype", "shape", "data"}
@@ -29,16 +32,18 @@ def decode(value: dict) -> np.ndarray:
     unknown = set(value) - KEYS
     missing = KEYS - set(value)
     if unknown or missing:
+        names = listing(_first_sorted(unknown), len(unknown))
         raise ValidationError(
             'a binary array is {"dtype": "float64", "shape": [...], "data": "<base64>"}'
-            + (f"; unknown keys: {', '.join(sorted(map(str, unknown)))}" if unknown else "")
+            + (f"; unknown keys: {names}" if unknown else "")
             + (f"; missing: {', '.join(sorted(missing))}" if missing else "")
             + "."
         )
     dtype = DTYPES.get(value["dtype"]) if isinstance(value["dtype"], str) else None
     if dtype is None:
         raise ValidationError(
-            f"dtype must be 'float64' or 'float32' (converted to float64), got {value['dtype']!r}."
+            f"dtype must be 'float64' or 'float32' (converted to float64), "
+            f"got {excerpt(value['dtype'])}."
         )
     shape = value["shape"]
     if not (
@@ -46,7 +51,9 @@ def decode(value: dict) -> np.ndarray:
         and len(shape) <= 8
         and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
     ):
-        raise ValidationError(f"shape must be a list of non-negative integers, got {shape!r}.")
+        raise ValidationError(
+            f"shape must be a list of non-negative integers, got {excerpt(shape)}."
+        )
     if not isinstance(value["data"], str):
         raise ValidationError("data must be a base64 string.")
     try:
@@ -56,13 +63,19 @@ def decode(value: dict) -> np.ndarray:
     expected = math.prod(shape) * dtype.itemsize  # Python integers: no overflow
     if len(raw) != expected:
         raise ValidationError(
-            f"data holds {len(raw)} bytes, but shape {shape} of {value['dtype']} needs {expected}."
+            f"data holds {len(raw)} bytes, but shape {excerpt(shape)} of {value['dtype']} "
+            f"needs {excerpt(expected)}."
         )
     try:
         array = np.frombuffer(raw, dtype=dtype).reshape(shape)
     except ValueError:  # an empty shape whose other sides multiply past what NumPy can index
-        raise ValidationError(f"shape {shape} is too large for an array.") from None
+        raise ValidationError(f"shape {excerpt(shape)} is too large for an array.") from None
     return array.astype(np.float64, copy=False)
+
+
+def _first_sorted(names: set) -> list[str]:
+    """The names ``listing`` shows, in order, without sorting a million of them."""
+    return heapq.nsmallest(EXCERPT_ITEMS, map(str, names))
 
 
 def encode(array: np.ndarray) -> dict:

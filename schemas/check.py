@@ -9,7 +9,7 @@ from marshmallow import ValidationError, fields, post_dump, post_load, validate,
 from service.grading import DIAGNOSES, Submission, Tolerance
 
 from .base import StrictSchema
-from .fields import Array, Flag, Number, one_of
+from .fields import Array, Flag, List, Number, one_of
 from .gradients import GradientsRequest, NetworkProblemSchema, gradients_request
 
 FORMATS = ("json", "gradescope")
@@ -27,7 +27,7 @@ class SubmittedLayerSchema(StrictSchema):
 
 class SubmissionSchema(StrictSchema):
     loss = Number(load_default=None)
-    layers = fields.List(
+    layers = List(
         fields.Nested(SubmittedLayerSchema, allow_none=True),
         required=True,
         error_messages={

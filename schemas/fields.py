@@ -7,26 +7,26 @@ at this boundary: a number must be a JSON number.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 import numpy as np
-from marshmallow import ValidationError, fields, validate
+from marshmallow import ValidationError, fields, utils, validate
 
 from . import binary
+from .bounded import LIST_ERROR_LIMIT, did_you_mean, quoted
 
 
 def json_type(value: Any) -> str:
-    """The JSON name of a decoded value, for error messages."""
+    """The JSON name of a decoded value, for error messages (a string is quoted, bounded)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, str):
-        return f"the string {value!r}"
+        return f"the string {quoted(value)}"
     if isinstance(value, (int, float)):
         return "a number"
     if isinstance(value, list):
@@ -236,6 +236,38 @@ def _structure_defect(value: list) -> str:
     return _first_defect(value, depth) or _ragged_defect(value)
 
 
+class List(fields.List):
+    """marshmallow's List, whose checking stops after LIST_ERROR_LIMIT failing items.
+
+    A 400 KB body of 100,000 empty layers took 10 s and answered 18 MB; the
+    error document shows 50 entries anyway.  The list's own path says how many
+    items were left unchecked.
+    """
+
+    def _deserialize(self, value, attr, data, **kwargs) -> list:
+        if not utils.is_collection(value):
+            raise self.make_error("invalid")
+        result, errors = [], {}
+        for index, item in enumerate(value):
+            try:
+                result.append(self.inner.deserialize(item, **kwargs))
+            except ValidationError as error:
+                if error.valid_data is not None:
+                    result.append(error.valid_data)
+                errors[index] = error.messages
+                left = len(value) - index - 1
+                if len(errors) == LIST_ERROR_LIMIT and left:
+                    stopped = [
+                        f"checking stopped after {LIST_ERROR_LIMIT} failing items; the other "
+                        f"{left:,} item(s) were not checked. Fix these and send it again."
+                    ]
+                    errors = {"_schema": stopped, **errors}  # first: the document shows it
+                    break
+        if errors:
+            raise ValidationError(errors, valid_data=result)
+        return result
+
+
 def one_of(choices: Iterable[str], what: str, **kwargs: Any) -> fields.String:
     """A name from a fixed set, validated with a did-you-mean and documented as an enum."""
     choices = tuple(choices)
@@ -252,15 +284,14 @@ class Choice(validate.Validator):
 
     def __call__(self, value: str) -> str:
         if value not in self.choices:
-            close = difflib.get_close_matches(value, self.choices, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValidationError(
-                f"unknown {self.what} {value!r}; expected one of {', '.join(self.choices)}.{hint}"
+                f"unknown {self.what} {quoted(value)}; expected one of "
+                f"{', '.join(self.choices)}.{did_you_mean(value, self.choices)}"
             )
         return value
 
 
-class BoundedList(fields.List):
+class BoundedList(List):
     """A List whose length is checked before any of its items is.
 
     marshmallow validates a list's length after every item, so a list of

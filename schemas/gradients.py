@@ -28,7 +28,7 @@ from service.core.gradient_check import GradientCheck
 
 from .base import StrictSchema
 from .conventions import CONVENTIONS, Convention
-from .fields import Array, Choice, Flag, Number, one_of, positive_number, shape_text
+from .fields import Array, Choice, Flag, List, Number, one_of, positive_number, shape_text
 
 INCLUDABLE = ("z", "a", "dz")
 ENCODINGS = ("json", "base64")
@@ -125,7 +125,7 @@ class NetworkProblemSchema(StrictSchema):
         required=True,
         metadata={"description": ("(batch, n_out) in numpy and torch; (n_out, batch) in columns.")},
     )
-    layers = fields.List(
+    layers = List(
         fields.Nested(LayerSchema),
         required=True,
         validate=validate.Length(min=1, error="at least one layer is needed."),
@@ -147,7 +147,7 @@ class NetworkProblemSchema(StrictSchema):
 
 class GradientsRequestSchema(NetworkProblemSchema):
     learning_rate = positive_number(load_default=None)
-    include = fields.List(
+    include = List(
         fields.String(validate=Choice(INCLUDABLE, "array")),
         load_default=lambda: ["a"],
         metadata={"description": "per-layer arrays to return besides dW and db"},

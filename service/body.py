@@ -7,39 +7,44 @@ loader, so every endpoint reads its body the same way.  What it refuses:
 - a body over the size limit however it is sent (413): Werkzeug refuses a
   declared Content-Length over the limit, but silently truncates a chunked
   body at the limit, so a streamed body is read one byte past it to know;
+- a body of more numbers than GRADIENT_MAX_ELEMENTS allows (422), counted in
+  the raw text before it is parsed (service.prescan: milliseconds, where
+  parsing 24 MB of numbers takes seconds);
 - anything that is not one JSON document (400): invalid UTF-8 or UTF-16, NaN,
   Infinity, 1e400, nesting about 1,000 deep;
 - duplicate keys in an object (400), which every fast parser silently
-  resolves to the last one (see ``_duplicate_key``);
+  resolves to the last one (service.duplicates);
 - a top level that is not an object (400).
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-import numpy as np
-from flask import Request
+from flask import Request, current_app
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
+from schemas.bounded import quoted
+from service.core import LimitExceeded
+
+from .duplicates import first_duplicate
 from .json import InvalidJSON, decode
+from .prescan import numbers_over
 
 
 def read_json_object(request: Request) -> dict:
     """The body as a dict; 415, 413 or 400 with a message that says how to fix it."""
     if not request.is_json:
         raise UnsupportedMediaType(
-            f"expected Content-Type: application/json, got {request.mimetype or 'none'!r}; "
+            f"expected Content-Type: application/json, got {quoted(request.mimetype or 'none')}; "
             "send the body as JSON (curl: -H 'Content-Type: application/json')."
         )
     encoding = (request.content_encoding or "identity").strip().lower()
     if encoding != "identity":
         raise UnsupportedMediaType(
-            f"Content-Encoding {encoding!r} is not supported; send the body uncompressed."
+            f"Content-Encoding {quoted(encoding)} is not supported; send the body uncompressed."
         )
     body = _read_within_limit(request)
+    _refuse_too_many_numbers(body)
     try:
         data = decode(body)
     except InvalidJSON as error:
@@ -48,10 +53,10 @@ def read_json_object(request: Request) -> dict:
         ) from None
     if not isinstance(data, dict):
         raise BadRequest(f"the body must be a JSON object {{...}}, got a JSON {_kind(data)}.")
-    duplicate = _duplicate_key(body, data)
+    duplicate = first_duplicate(body, data)
     if duplicate is not None:
         raise BadRequest(
-            f"the key {duplicate!r} appears twice in one object; JSON parsers would silently "
+            f"the key {quoted(duplicate)} appears twice in one object; JSON parsers would silently "
             "keep only the last one. Send each key once."
         )
     return data
@@ -89,73 +94,27 @@ def _over_limit(limit: int) -> str:
     return f"the body is over this service's limit of {limit:,} bytes (GRADIENT_MAX_BODY_BYTES)."
 
 
-_COLON = ord(":")
-#: colons found one by one before NumPy counts the rest
-_FEW_COLONS = 1000
+#: Numbers a valid request may hold outside its arrays, per layer (and two layers more):
+#: the shapes of binary arrays (8 numbers, 7 arrays a layer in /v1/check), scalar
+#: settings, /v1/exercises' layer sizes.  Only a body over the element limit by more
+#: than these is refused unparsed, so the refusal never catches a valid request.
+NUMBERS_OUTSIDE_ARRAYS_PER_LAYER = 64
 
 
-def _keys_in_text(body: bytes) -> int:
-    """An upper bound on the keys in the text: its colons, counted at memory speed.
-
-    Every key is followed by exactly one colon outside any string; colons inside
-    strings only add to the count, which sends the check down the exact path.
-    Numbers and base64 contain none, so a request has a few dozen: bytes.find
-    (memchr) jumps from one to the next, 0.5 ms through a 16 MB base64 body.
-    Past a thousand, NumPy counts the rest, 2.5 ms for 16 MB whatever they hold.
-    (A regular expression for '"\\s*:' took 11 ms on that body, bytes.count 11 ms.)
-    """
-    count, at = 0, body.find(b":")
-    while at != -1:
-        count += 1
-        if count == _FEW_COLONS:
-            rest = np.frombuffer(memoryview(body)[at + 1 :], dtype=np.uint8)
-            return count + int(np.count_nonzero(rest == _COLON))
-        at = body.find(b":", at + 1)
-    return count
-
-
-def _duplicate_key(body: bytes, data: dict) -> str | None:
-    """The first key that appears twice in one object, or None.
-
-    Fast path: bound the keys in the text (``_keys_in_text``) and compare with
-    the keys the parser kept.  The bound is never below the true number of
-    keys, and the parser's is below it exactly when a duplicate was dropped, so equal
-    counts prove there is none.  Any difference is settled exactly by
-    re-parsing with the standard library, which reports every key of every object.
-    """
-    if _keys_in_text(body) == _count_keys(data):
-        return None
-    found: list[str] = []
-
-    def pairs(items: list[tuple[str, Any]]) -> dict:
-        keys = [key for key, _ in items]
-        if len(set(keys)) != len(keys) and not found:
-            found.append(next(k for i, k in enumerate(keys) if k in keys[:i]))
-        return dict(items)
-
-    try:
-        json.loads(body, object_pairs_hook=pairs)
-    except RecursionError:
-        raise BadRequest("the body is nested too deeply to be a request.") from None
-    return found[0] if found else None
-
-
-def _count_keys(data: Any) -> int:
-    """Keys of every object, skipping lists of numbers (an undercount forces the exact path)."""
-    count, stack = 0, [data]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            count += len(value)
-            stack.extend(value.values())
-        elif isinstance(value, list) and value:
-            first = value[0]
-            numeric_rows = isinstance(first, list) and not (
-                first and isinstance(first[0], (dict, list))
-            )
-            if isinstance(first, (dict, list)) and not numeric_rows:
-                stack.extend(value)
-    return count
+def _refuse_too_many_numbers(body: bytes) -> None:
+    """GRADIENT_MAX_ELEMENTS decided from the text, before parsing (422 LimitExceeded)."""
+    limits = current_app.config["GRADIENT_LIMITS"]
+    allowance = NUMBERS_OUTSIDE_ARRAYS_PER_LAYER * (limits.max_layers + 2)
+    found = numbers_over(body, limits.max_elements + allowance)
+    if found:
+        raise LimitExceeded(
+            "_request",
+            f"the body holds {found:,} numbers, over this service's limit of "
+            f"{limits.max_elements:,} (GRADIENT_MAX_ELEMENTS), so it was refused before "
+            "parsing. Send fewer numbers: a smaller batch, split over several requests. "
+            '(Large arrays also parse far faster in the binary form {"dtype": "float64", '
+            '"shape": [...], "data": "<base64>"}; the limit counts their elements too.)',
+        )
 
 
 def _kind(value) -> str:

@@ -9,7 +9,7 @@ from marshmallow import ValidationError, fields, post_dump, post_load, validate,
 from service.grading import DIAGNOSES, Submission, Tolerance
 
 from .base import StrictSchema
-from .fields import Array, Flag, List, Number, one_of
+from .fields import MAX_LAYERS, Array, BoundedList, Flag, Number, one_of
 from .gradients import GradientsRequest, NetworkProblemSchema, gradients_request
 
 FORMATS = ("json", "gradescope")
@@ -27,8 +27,10 @@ class SubmittedLayerSchema(StrictSchema):
 
 class SubmissionSchema(StrictSchema):
     loss = Number(load_default=None)
-    layers = List(
+    layers = BoundedList(
         fields.Nested(SubmittedLayerSchema, allow_none=True),
+        MAX_LAYERS,
+        "layer entries",
         required=True,
         error_messages={
             "required": (

@@ -11,7 +11,7 @@ from service.core.exercises import ExerciseSpec
 
 from .base import StrictSchema
 from .conventions import CONVENTIONS, Convention
-from .fields import BoundedList, Choice, Whole, one_of
+from .fields import MAX_LAYERS, BoundedList, Choice, Whole, one_of
 from .gradients import (
     ACTIVATION_NAMES,
     GradientsRequest,
@@ -21,10 +21,6 @@ from .gradients import (
 
 BIAS_FORMS = {"flat": lambda n: (n,), "row": lambda n: (1, n)}
 MAX_UNITS = 1024
-#: A hard cap, checked before any size is read, so a list of thousands costs nothing;
-#: the configured GRADIENT_MAX_LAYERS (64 by default) and the request's cost are checked
-#: next, before anything is generated.
-MAX_LAYERS = 1024
 
 
 @dataclass(frozen=True)

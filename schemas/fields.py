@@ -291,6 +291,12 @@ class Choice(validate.Validator):
         return value
 
 
+#: A hard cap on any list of layers, checked before any layer is read, so a list of
+#: thousands costs nothing; the configured GRADIENT_MAX_LAYERS (64 by default) and the
+#: request's cost are checked next, before anything is computed.
+MAX_LAYERS = 1024
+
+
 class BoundedList(List):
     """A List whose length is checked before any of its items is.
 

@@ -28,7 +28,17 @@ from service.core.gradient_check import GradientCheck
 
 from .base import StrictSchema
 from .conventions import CONVENTIONS, Convention
-from .fields import Array, Choice, Flag, List, Number, one_of, positive_number, shape_text
+from .fields import (
+    MAX_LAYERS,
+    Array,
+    BoundedList,
+    Choice,
+    Flag,
+    Number,
+    one_of,
+    positive_number,
+    shape_text,
+)
 
 INCLUDABLE = ("z", "a", "dz")
 ENCODINGS = ("json", "base64")
@@ -125,8 +135,10 @@ class NetworkProblemSchema(StrictSchema):
         required=True,
         metadata={"description": ("(batch, n_out) in numpy and torch; (n_out, batch) in columns.")},
     )
-    layers = List(
+    layers = BoundedList(
         fields.Nested(LayerSchema),
+        MAX_LAYERS,
+        "layers",
         required=True,
         validate=validate.Length(min=1, error="at least one layer is needed."),
     )
@@ -147,8 +159,10 @@ class NetworkProblemSchema(StrictSchema):
 
 class GradientsRequestSchema(NetworkProblemSchema):
     learning_rate = positive_number(load_default=None)
-    include = List(
+    include = BoundedList(
         fields.String(validate=Choice(INCLUDABLE, "array")),
+        len(INCLUDABLE),
+        "names",
         load_default=lambda: ["a"],
         metadata={"description": "per-layer arrays to return besides dW and db"},
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -19,7 +18,7 @@ from limits.errors import StorageError
 from service import create_app, ratestore
 from service.config import Config
 from service.ratelimit import EXTENSION
-from tests.conftest import BIN, free_port, start_server, stop_server
+from tests.conftest import BIN, free_port, start_redis, start_server, stop_redis, stop_server
 from tests.problems import random_request
 from tests.test_operations import NEURON, problem_body
 
@@ -33,35 +32,6 @@ SMALL = random_request(3, n_layers=2)
 
 
 # -- a real redis-server this module may stop ----------------------------------------------
-
-
-def start_redis() -> tuple[str, subprocess.Popen]:
-    server = shutil.which("redis-server")
-    assert server, "redis-server is not installed: run `make system-deps`"
-    port = free_port()
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    import redis
-
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            redis.Redis(port=port, socket_timeout=1).ping()
-            return f"redis://127.0.0.1:{port}", process
-        except redis.RedisError:
-            if time.monotonic() > deadline:
-                stop_redis(process)
-                raise
-            time.sleep(0.05)
-
-
-def stop_redis(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGCONT)  # a stopped process handles SIGTERM only once resumed
-    process.terminate()
-    process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -163,7 +133,10 @@ def test_a_stopped_redis_costs_a_timeout_not_the_service_and_logs_one_warning(re
     started = per_worker(events, "ratelimit_store_down")
     ended = per_worker(events, "ratelimit_store_up")
     assert 1 <= len(started) <= 2 and set(started.values()) == {1}  # one warning per worker
-    assert started == ended  # and one line when it ended
+    # and one line when it ended, from each worker that served a /v1/ request after it: the
+    # end is noticed on a request, and which worker gets the next connection is the kernel's
+    # choice, so a worker may see no request between the outage and the 429 below
+    assert ended and set(ended.values()) == {1} and ended.keys() <= started.keys()
     for line in events:
         if line["event"] == "ratelimit_store_down":
             assert line["level"] == "warning" and "TimeoutError" in line["error"]

@@ -22,31 +22,13 @@ import time
 from pathlib import Path
 
 import orjson
-import redis
 import requests
+
+from tests.conftest import start_redis
 
 from .cases import SMALL
 from .http import ROOT, wrk
 from .report import Report
-
-
-def start_redis() -> tuple[str, subprocess.Popen]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            redis.Redis(port=port, socket_timeout=1).ping()
-            return f"redis://127.0.0.1:{port}", process
-        except redis.RedisError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def free_port() -> int:

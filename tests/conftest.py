@@ -4,6 +4,8 @@ and a real gunicorn on a free loopback port."""
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -123,6 +125,37 @@ def stop_server(process: subprocess.Popen) -> str:
     with process.log as log:
         log.seek(0)
         return log.read().decode(errors="replace")
+
+
+def start_redis() -> tuple[str, subprocess.Popen]:
+    """Debian's redis-server on a free loopback port, as a process of its own: its URL and
+    process, once it answers a PING (``stop_redis`` ends it, stopped or not)."""
+    import redis
+
+    server = shutil.which("redis-server")
+    assert server, "redis-server is not installed: run `make system-deps`"
+    port = free_port()
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis(port=port, socket_timeout=1).ping()
+            return f"redis://127.0.0.1:{port}", process
+        except redis.RedisError:
+            if time.monotonic() > deadline:
+                stop_redis(process)
+                raise
+            time.sleep(0.05)
+
+
+def stop_redis(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGCONT)  # a stopped process handles SIGTERM only once resumed
+    process.terminate()
+    process.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")

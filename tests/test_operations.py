@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -18,7 +17,7 @@ import requests
 
 from service import create_app, lifecycle, ratelimit
 from service.config import Config, api_keys
-from tests.conftest import BIN, free_port, start_server, stop_server
+from tests.conftest import BIN, start_redis, start_server, stop_redis, stop_server
 from tests.problems import random_request
 
 NEURON = {"x": 1.5, "w": 0.8, "b": 0.1, "y": 1.0, "activation": "sigmoid", "loss": "bce"}
@@ -218,26 +217,9 @@ def test_the_in_process_store_drops_counts_whose_window_is_over():
 @pytest.fixture(scope="module")
 def redis_url():
     """A real Redis server on a free loopback port (Debian's redis-server)."""
-    server = shutil.which("redis-server")
-    assert server, "redis-server is not installed: run `make system-deps`"
-    port = free_port()
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            import redis
-
-            redis.Redis(port=port).ping()
-            break
-        except Exception:
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=10)
+    url, process = start_redis()
+    yield url
+    stop_redis(process)
 
 
 def test_counts_in_redis_are_keyed_by_prefix_client_and_endpoint(redis_url):

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from tests.conftest import BIN, ROOT, free_port, start_server, stop_server
+from tests.conftest import BIN, ROOT, free_port, start_redis, start_server, stop_redis, stop_server
 
 SITE_CONF = ROOT / "deploy" / "nginx.conf"
 GUNICORN = [
@@ -268,29 +268,11 @@ class Topology:
 @contextmanager
 def redis_server() -> Iterator[str]:
     """Debian's redis-server on a free loopback port, as a process of its own; its URL."""
-    import redis
-
-    server = shutil.which("redis-server")
-    assert server, "redis-server is not installed: run `make system-deps`"
-    port = free_port()
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    url, process = start_redis()
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis(port=port, socket_timeout=1).ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not answer in 10 s"
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}"
+        yield url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_redis(process)
 
 
 # -- load and slow clients ---------------------------------------------------------------------

@@ -14,7 +14,7 @@ after a large request.  Arrays up to ``MMAP_THRESHOLD`` (the largest one a
 request within the default limits makes is 32 MB) come from the heap.
 
 A worker's threads share one arena (``M_ARENA_MAX``): they compute one at a time
-(service/worker.py), and glibc would otherwise give each thread an arena of its
+(service/worker/), and glibc would otherwise give each thread an arena of its
 own that keeps its own freed memory, up to eight per core.
 """
 

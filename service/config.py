@@ -28,7 +28,7 @@ at its peak (its body, arrays, every layer's activations and gradients, the
 temporaries, its answer's text), priced from its shapes before anything is
 allocated (service/core/cost.py); over it, a 422 names the largest part.  The
 default is sized so that WEB_CONCURRENCY workers at their peak fit the container's
-memory limit with room.  A worker computes one request at a time (service/worker.py),
+memory limit with room.  A worker computes one request at a time (service/worker/),
 so its RSS stays under its idle RSS (48 MiB measured) + the freed memory it keeps for
 the next request (its trim threshold, 256 MiB, service/allocator.py) + this + the
 bodies it is reading meanwhile (GUNICORN_BODY_BUFFER_BYTES, 64 MiB, plus 1 MiB per

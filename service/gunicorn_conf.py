@@ -37,7 +37,7 @@ def _number(name: str, default: float) -> float:
 
 # The work is CPU-bound NumPy: one process per core, and in each process one computation
 # at a time (two computations in one process fight over the GIL and the core). The worker
-# (service/worker.py, measured in bench/slowclients.py) is gunicorn's threaded one, so that
+# (service/worker/, measured in bench/slowclients.py) is gunicorn's threaded one, so that
 # clients that send or read slowly hold a thread for a bounded time, never the process:
 # heads are read without a thread, every request has a read deadline, and /healthz,
 # /readyz and /metrics are answered by another thread while one computes.

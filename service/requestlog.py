@@ -5,7 +5,7 @@ new one; it is echoed in the X-Request-ID header and in problem documents so
 a student's error report can be found in the logs.  Bodies and keys are never
 logged: the line holds sizes, and the key only as a short hash.
 
-A request's duration counts from when the server received it (service/worker.py
+A request's duration counts from when the server received it (service/worker/
 puts that moment in the environ), so time spent waiting behind another computation
 shows: ``queued_ms`` is that wait (and the body's arrival), ``duration_ms`` the
 whole.  Without it (the test client) both start when Flask does.

@@ -188,7 +188,7 @@ def test_image_command_starts_the_service():
     finally:
         log = stop_server(process)
     assert "Traceback" not in log, log
-    assert "Using worker: GradientWorker" in log, log  # service/worker.py, not sync
+    assert "Using worker: GradientWorker" in log, log  # service/worker/, not sync
 
 
 def test_healthcheck_fails_when_nothing_answers():
@@ -296,7 +296,7 @@ def test_console_script_serve_starts_the_service():
         assert requests.get(f"{base_url}/healthz", timeout=5).json() == {"status": "ok"}
     finally:
         log = stop_server(process)
-    assert "Using worker: GradientWorker" in log, log  # make run serves with service/worker.py
+    assert "Using worker: GradientWorker" in log, log  # make run serves with service/worker/
 
 
 def test_waiting_for_a_server_tolerates_it_answering_too_slowly_at_first():

@@ -1,4 +1,4 @@
-"""Slow and broken clients against a real gunicorn with the repo's config (service/worker.py).
+"""Slow and broken clients against a real gunicorn with the repo's config (service/worker/).
 
 Issue 11, finding 3: two connections sending their headers a byte a second stopped the
 service for 20 s; finding 8: gunicorn answered its own errors in HTML, SIGTERM left new

@@ -32,25 +32,30 @@ Plain HTTP/1.1 only: TLS and HTTP/2 end in front (nginx, the ingress).
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import io
-import json
 import os
-import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from functools import partial
-from http import HTTPStatus
-from ssl import SSLError
 
-from gunicorn.http import errors as http_errors
 from gunicorn.http.body import ChunkedReader, LengthReader
-from gunicorn.workers.gthread import TConn, ThreadWorker
+from gunicorn.workers.gthread import ThreadWorker
 
 from service import lifecycle
+
+from .budgets import Answer, ByteBudget, ComputeSlot, ReadOnce
+from .connection import (
+    Connection,
+    ReadTimedOut,
+    WorkerSettings,
+    client_ip,
+    hang_up,
+    send_quietly,
+)
+from .problems import BUSY, CLIENT_ERRORS, excerpt, problem_bytes
+
+__all__ = ["ARRIVED", "ComputeSlot", "GradientWorker", "ReadOnce", "WorkerSettings"]
 
 #: WSGI environ key: when this request arrived, in time.monotonic() seconds
 ARRIVED = "gradient.arrived"
@@ -62,241 +67,7 @@ HEAD_LIMIT = 32 * 1024
 SMALL_BODY = 1 << 20
 #: how long a computing worker leaves a new connection to an idle one
 ACCEPT_DELAY = 0.02
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    """What service/gunicorn_conf.py reads from the environment for this worker."""
-
-    read_timeout: float = 10.0
-    send_timeout: float = 30.0
-    min_transfer_rate: float = float(1 << 20)
-    drain_seconds: float = 2.0
-    body_buffer_bytes: int = 64 << 20
-
-
-class ReadTimedOut(Exception):
-    """The request did not arrive by its deadline (not an OSError: gthread would log a trace)."""
-
-
-class SendTimedOut(BrokenPipeError):
-    """The client did not read the answer in time: closed like a client that went away."""
-
-    def __init__(self) -> None:
-        super().__init__(errno.EPIPE, "the client did not read the answer in time")
-
-
-class ComputeSlot:
-    """One computation at a time; the others wait in arrival order (a lock hands over FIFO)."""
-
-    def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._waiters: deque[threading.Lock] = deque()
-        self._held = False
-        #: time.monotonic() when the running application call began, else None
-        self.computing_since: float | None = None
-        self.computing_conn: Connection | None = None
-
-    def acquire(self) -> bool:
-        """Take the slot; True when it had to wait for it."""
-        with self._mutex:
-            if not self._held:
-                self._held = True
-                return False
-            waiter = threading.Lock()
-            waiter.acquire()
-            self._waiters.append(waiter)
-        waiter.acquire()  # released by release(), which hands the slot over
-        return True
-
-    def release(self) -> None:
-        with self._mutex:
-            if self._waiters:
-                self._waiters.popleft().release()
-            else:
-                self._held = False
-
-    @property
-    def busy(self) -> bool:
-        return self._held
-
-    @property
-    def contended(self) -> bool:
-        return bool(self._waiters)
-
-
-class ByteBudget:
-    """Bytes of request bodies a worker holds in memory at once."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.used = 0
-        self._changed = threading.Condition()
-
-    def acquire(self, size: int, deadline: float) -> bool:
-        """Reserve ``size`` bytes, waiting until ``deadline`` (time.monotonic()) at most."""
-        with self._changed:
-            while self.used + size > self.capacity:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or size > self.capacity:
-                    return False
-                self._changed.wait(remaining)
-            self.used += size
-            return True
-
-    def release(self, size: int) -> None:
-        if size:
-            with self._changed:
-                self.used -= size
-                self._changed.notify_all()
-
-
-class Connection(TConn):
-    """gthread's connection, with the request being read: its first bytes and its deadline."""
-
-    def __init__(self, cfg, sock, client, server, settings: WorkerSettings):
-        super().__init__(cfg, sock, client, server)
-        self.settings = settings
-        self.head = bytearray()  # bytes read by the event loop, not yet parsed
-        self.started: float | None = None  # when the current request began to arrive
-        self.received = 0  # bytes of the current request read so far
-        self.reader = DeadlineReader(sock, self)
-        self.sender = BoundedSender(sock, self)
-
-    def close(self, graceful=False):
-        if self.sock.fileno() != -1:  # not closed on its thread already (see handle)
-            super().close(graceful)
-
-    def begin_request(self, now: float) -> None:
-        self.started, self.received = now, 0
-
-    def head_deadline(self) -> float:
-        return self.started + self.settings.read_timeout
-
-    def read_deadline(self) -> float:
-        """The request's read timeout, plus the time its bytes so far take at the minimum rate."""
-        return self.head_deadline() + self.received / self.settings.min_transfer_rate
-
-
-class _Delegating:
-    def __init__(self, sock: socket.socket, conn: Connection):
-        self._sock = sock
-        self._conn = conn
-
-    def __getattr__(self, name: str):
-        return getattr(self._sock, name)
-
-
-class DeadlineReader(_Delegating):
-    """The client socket as gunicorn's parser sees it: no read goes past the request's deadline.
-
-    A socket timeout bounds one ``recv``, not a request: a client sending a byte
-    a second would never trip it.  So before each ``recv`` the timeout is set to
-    what is left of the request's deadline.
-    """
-
-    def recv(self, size: int) -> bytes:
-        remaining = self._conn.read_deadline() - time.monotonic()
-        if remaining <= 0:
-            raise ReadTimedOut
-        self._sock.settimeout(remaining)
-        try:
-            data = self._sock.recv(size)
-        except TimeoutError:
-            raise ReadTimedOut from None
-        self._conn.received += len(data)
-        return data
-
-
-class BoundedSender(_Delegating):
-    """The client socket as gunicorn's response sees it: every send has a deadline.
-
-    A socket timeout bounds a whole ``sendall`` (Python 3.5+): the send timeout,
-    plus the time the data takes at the minimum transfer rate.
-    """
-
-    def sendall(self, data: bytes) -> None:
-        settings = self._conn.settings
-        self._sock.settimeout(settings.send_timeout + len(data) / settings.min_transfer_rate)
-        try:
-            self._sock.sendall(data)
-        except TimeoutError:
-            raise SendTimedOut from None
-
-
-def problem_bytes(status: int, detail: str, headers: tuple[str, ...] = ()) -> bytes:
-    """A whole HTTP/1.1 answer carrying a problem document like service/errors.py's."""
-    body = json.dumps(
-        {
-            "type": "about:blank",
-            "title": HTTPStatus(status).phrase,
-            "status": status,
-            "detail": detail,
-        }
-    ).encode()
-    head = [
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-        "Connection: close",
-        "Content-Type: application/problem+json",
-        f"Content-Length: {len(body)}",
-        *headers,
-    ]
-    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
-
-
-def excerpt(text: str, limit: int = 80) -> str:
-    """At most ``limit`` characters of what the client sent, control characters escaped."""
-    text = text.encode("unicode_escape").decode("ascii")
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-#: gunicorn's refusals of a request it could not parse: (exceptions, status, what to do)
-CLIENT_ERRORS: tuple[tuple[tuple[type[BaseException], ...], int, str], ...] = (
-    (
-        (http_errors.LimitRequestLine,),
-        414,
-        "the request line is longer than this server accepts; send a shorter URL.",
-    ),
-    (
-        (http_errors.LimitRequestHeaders,),
-        431,
-        "the request's headers are too many or too large; send fewer or smaller headers.",
-    ),
-    (
-        (http_errors.InvalidRequestLine, http_errors.InvalidRequestMethod),
-        400,
-        "the request line is not 'METHOD /path HTTP/1.1'.",
-    ),
-    ((http_errors.InvalidHTTPVersion,), 400, "only HTTP/1.0 and HTTP/1.1 are served."),
-    (
-        (
-            http_errors.InvalidHeader,
-            http_errors.InvalidHeaderName,
-            http_errors.ObsoleteFolding,
-            http_errors.InvalidSchemeHeaders,
-        ),
-        400,
-        "a request header is malformed or contradicts another one.",
-    ),
-    (
-        (
-            http_errors.InvalidChunkSize,
-            http_errors.ChunkMissingTerminator,
-            http_errors.InvalidChunkExtension,
-        ),
-        400,
-        "the chunked body is malformed.",
-    ),
-    (
-        (http_errors.UnsupportedTransferCoding,),
-        501,
-        "only the chunked Transfer-Encoding is supported.",
-    ),
-    ((http_errors.ExpectationFailed,), 417, "only 'Expect: 100-continue' is supported."),
-    ((http_errors.InvalidProxyLine,), 400, "the PROXY protocol line is malformed."),
-    ((http_errors.ForbiddenProxyRequest,), 403, "PROXY lines are not accepted from here."),
-    ((SSLError,), 403, "the TLS handshake failed."),
-)
+_READ = 1  # selectors.EVENT_READ
 
 
 class GradientWorker(ThreadWorker):
@@ -347,11 +118,11 @@ class GradientWorker(ThreadWorker):
                 "503 Service Unavailable",
                 [
                     ("Content-Type", "application/problem+json"),
-                    ("Content-Length", str(len(_BUSY))),
+                    ("Content-Length", str(len(BUSY))),
                     ("Retry-After", "5"),
                 ],
             )
-            return [_BUSY]
+            return [BUSY]
         computing = environ.get("PATH_INFO", "").startswith(COMPUTING_PREFIX)
         if computing:
             if self.slot.acquire() or self.slot.contended:
@@ -446,7 +217,7 @@ class GradientWorker(ThreadWorker):
         conn = self.slot.computing_conn
         if self.slot.computing_since is not None and conn is not None:
             # nothing of its answer is sent while the application runs
-            _send_quietly(
+            send_quietly(
                 conn.sock,
                 problem_bytes(
                     500,
@@ -471,17 +242,19 @@ class GradientWorker(ThreadWorker):
 
     def handle_error(self, req, client, addr, exc):
         if isinstance(exc, ReadTimedOut):
-            self.log.info("closed a request from %s not received in time", _ip(addr))
-            _send_quietly(client, self.timeout_answer())
+            self.log.info("closed a request from %s not received in time", client_ip(addr))
+            send_quietly(client, self.timeout_answer())
             return
         for kinds, status, advice in CLIENT_ERRORS:
             if isinstance(exc, kinds):
-                self.log.warning("invalid request from %s: %s", _ip(addr), excerpt(str(exc), 200))
+                self.log.warning(
+                    "invalid request from %s: %s", client_ip(addr), excerpt(str(exc), 200)
+                )
                 detail = f"{advice} (gunicorn: {excerpt(str(exc))})"
-                _send_quietly(client, problem_bytes(status, detail))
+                send_quietly(client, problem_bytes(status, detail))
                 return
         self.log.exception("error handling a request")
-        _send_quietly(
+        send_quietly(
             client,
             problem_bytes(500, "The service failed unexpectedly; the error has been logged."),
         )
@@ -567,9 +340,11 @@ class GradientWorker(ThreadWorker):
             self.poller.unregister(conn.sock)
             self.nr_conns -= 1
             if conn.head:
-                self.log.info("closed a request from %s not received in time", _ip(conn.client))
-                _send_quietly(conn.sock, self.timeout_answer())
-                _hang_up(conn.sock)
+                self.log.info(
+                    "closed a request from %s not received in time", client_ip(conn.client)
+                )
+                send_quietly(conn.sock, self.timeout_answer())
+                hang_up(conn.sock)
             conn.close()
 
     def set_accept_enabled(self, enabled):
@@ -609,86 +384,3 @@ class GradientWorker(ThreadWorker):
         for listener in self.sockets:
             listener.close()
         self.log.info("stopped accepting; finishing %d connection(s)", self.nr_conns)
-
-
-class ReadOnce(io.RawIOBase):
-    """A body read before the application ran. Read whole, it hands its bytes over and keeps
-    none (a BytesIO would keep them alive, and in memory, for the rest of the request)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data, self._at = data, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        data, at = self._data, self._at
-        if at == 0 and (size is None or size < 0 or size >= len(data)):
-            self._data = b""
-            return data
-        end = len(data) if size is None or size < 0 else min(len(data), at + size)
-        self._at = end
-        return data[at:end]
-
-    def readinto(self, buffer) -> int:
-        chunk = self.read(len(buffer))
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
-
-
-class Answer:
-    """The application's answer, with the slot and the body's bytes freed when it is sent."""
-
-    def __init__(self, result, done) -> None:
-        self._result = result
-        self._done = done
-
-    def __iter__(self):
-        return iter(self._result)
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._result, "close", None)
-            if close is not None:
-                close()
-        finally:
-            done, self._done = self._done, None
-            if done is not None:
-                done()
-
-
-_READ = 1  # selectors.EVENT_READ
-_BUSY = json.dumps(
-    {
-        "type": "about:blank",
-        "title": "Service Unavailable",
-        "status": 503,
-        "detail": "this worker holds as many large request bodies as it may; retry shortly.",
-    }
-).encode()
-
-
-def _ip(address) -> str:
-    return address[0] if isinstance(address, tuple) and address else str(address)
-
-
-def _hang_up(sock) -> None:
-    """Read what the client sent since, then send FIN: closing with unread bytes would send
-    a reset, which can destroy the answer before the client reads it. Never blocks."""
-    try:
-        sock.setblocking(False)
-        while sock.recv(65536):
-            pass
-    except OSError:
-        pass
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_WR)
-
-
-def _send_quietly(sock, data: bytes) -> None:
-    """Best effort, never blocking: the client may be gone or not reading."""
-    try:
-        sock.setblocking(False)
-        sock.send(data)
-    except OSError:
-        pass

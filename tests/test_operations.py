@@ -18,7 +18,7 @@ import requests
 from service import create_app, lifecycle, ratelimit
 from service.config import Config, api_keys
 from tests.conftest import BIN, start_redis, start_server, stop_redis, stop_server
-from tests.problems import random_request
+from tests.problems import gradient_check_request, random_request
 
 NEURON = {"x": 1.5, "w": 0.8, "b": 0.1, "y": 1.0, "activation": "sigmoid", "loss": "bce"}
 GUNICORN = [str(BIN / "gunicorn"), "--config", "python:service.gunicorn_conf"]
@@ -360,26 +360,8 @@ def test_the_time_budget_ends_a_long_computation_with_a_422_naming_it():
 
 
 def slow_request() -> dict:
-    """About a second of work: a gradient check of ~2,500 parameters."""
-    rng = np.random.default_rng(0)
-    return {
-        "inputs": rng.normal(size=(64, 48)).tolist(),
-        "targets": rng.normal(size=(64, 1)).tolist(),
-        "layers": [
-            {
-                "weights": rng.normal(size=(48, 48)).tolist(),
-                "biases": [0.0] * 48,
-                "activation": "tanh",
-            },
-            {
-                "weights": rng.normal(size=(48, 1)).tolist(),
-                "biases": [0.0],
-                "activation": "identity",
-            },
-        ],
-        "loss": "mse",
-        "gradient_check": True,
-    }
+    """About a second of work."""
+    return gradient_check_request(batch=64)
 
 
 def test_sigterm_lets_the_request_in_flight_finish():

@@ -25,7 +25,7 @@ from schemas.binary import encode
 from service import gunicorn_conf
 from service.worker import ComputeSlot, ReadOnce
 from tests.conftest import BIN, ROOT, start_server, stop_server
-from tests.problems import random_request
+from tests.problems import gradient_check_request, random_request
 from tests.test_cluster import manifests
 from tests.test_operations import metric, worker_pids
 
@@ -46,27 +46,9 @@ LONG_ENV = {
 
 
 def long_request() -> dict:
-    """A gradient check of 2,401 parameters over a batch of 2,048: far more work than
-    LONG_SECONDS, so the server's time budget ends it with a 422 after exactly that long."""
-    rng = np.random.default_rng(0)
-    return {
-        "inputs": rng.normal(size=(2048, 48)).tolist(),
-        "targets": rng.normal(size=(2048, 1)).tolist(),
-        "layers": [
-            {
-                "weights": rng.normal(size=(48, 48)).tolist(),
-                "biases": [0.0] * 48,
-                "activation": "tanh",
-            },
-            {
-                "weights": rng.normal(size=(48, 1)).tolist(),
-                "biases": [0.0],
-                "activation": "identity",
-            },
-        ],
-        "loss": "mse",
-        "gradient_check": True,
-    }
+    """Far more work than LONG_SECONDS, so the server's time budget ends it with a 422 after
+    exactly that long."""
+    return gradient_check_request(batch=2048)
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
 from .activations import ACTIVATIONS, ALIASES, ELEMENTWISE, get_activation
 from .errors import CoreError, LimitExceeded, NonFiniteResult
-from .limits import Limits, check_limits
+from .limits import Limits
 from .losses import LOSSES, REDUCTIONS
 from .network import Gradients, Layer, LayerResult, Problem, compute_gradients, gradient_step
 from .neuron import NeuronProblem, NeuronTerms, neuron_terms
@@ -23,7 +23,6 @@ __all__ = [
     "NeuronTerms",
     "NonFiniteResult",
     "Problem",
-    "check_limits",
     "compute_gradients",
     "get_activation",
     "gradient_step",

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from .cost import Cost, NetworkShape
 from .errors import LimitExceeded
-from .network import Problem
 from .neuron import NeuronProblem
 from .request_costs import neuron_cost
 
@@ -29,24 +28,6 @@ class Limits:
     max_check_parameters: int = 5_000
     #: bytes one request may hold at its peak: arrays, activations, gradients, its answer
     max_request_bytes: int = 256 * MiB
-
-
-def estimated_flops(problem: Problem) -> int:
-    """Forward (2 flops per weight per sample) plus backward (4): 6 * batch * weights."""
-    return NetworkShape.of(problem).flops()
-
-
-def check_limits(
-    problem: Problem, limits: Limits, gradient_check: bool = False, passes: int = 1
-) -> None:
-    """The counting limits and the FLOPs of a problem; LimitExceeded names the bound.
-
-    ``passes`` counts the backward passes the request needs (the autograder
-    recomputes one per mistake in its catalogue).
-    """
-    net = NetworkShape.of(problem)
-    check_counts(net, limits, gradient_check)
-    check_flops(net.flops() * passes, limits)
 
 
 def check_request(

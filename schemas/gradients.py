@@ -25,6 +25,8 @@ from service.core import (
     Problem,
 )
 from service.core.gradient_check import GradientCheck
+from service.core.layers import KINDS
+from service.core.network import L2_STYLES
 
 from .base import StrictSchema
 from .conventions import CONVENTIONS, Convention
@@ -40,7 +42,7 @@ from .fields import (
     shape_text,
 )
 
-INCLUDABLE = ("z", "a", "dz")
+INCLUDABLE = ("z", "a", "dz", "dx")
 ENCODINGS = ("json", "base64")
 ACTIVATION_NAMES = (*ACTIVATIONS, *ALIASES)
 #: probability targets for cross_entropy must sum to 1 within this
@@ -48,6 +50,12 @@ PROBABILITY_TOLERANCE = 1e-6
 
 
 class LayerSchema(StrictSchema):
+    type = one_of(
+        KINDS,
+        "layer type",
+        load_default="dense",
+        metadata={"description": "the layer's kind; absent means dense"},
+    )
     weights = Array(
         ndims=(2,),
         required=True,
@@ -59,9 +67,13 @@ class LayerSchema(StrictSchema):
     )
     biases = Array(
         ndims=(1, 2),
-        required=True,
+        allow_none=True,
+        load_default=None,
         metadata={
-            "description": ("(n_out,) or (1, n_out) in numpy and torch; (n_out, 1) in columns.")
+            "description": (
+                "(n_out,) or (1, n_out) in numpy and torch; (n_out, 1) in columns. Omitted or "
+                "null: a layer without a bias, and no db in the answer."
+            )
         },
     )
     activation = one_of(ACTIVATION_NAMES, "activation", required=True)
@@ -73,7 +85,7 @@ class GradientsRequest:
 
     problem: Problem
     convention: Convention
-    bias_shapes: tuple[tuple[int, ...], ...]
+    bias_shapes: tuple[tuple[int, ...] | None, ...]  # None: a layer without a bias
     include: tuple[str, ...]
     learning_rate: float | None
     gradient_check: bool = False
@@ -81,7 +93,7 @@ class GradientsRequest:
     encoding: str = "json"
 
     def client_array(self, out: LayerResult, layer: int, name: str) -> np.ndarray:
-        """One of a layer's results (z, a, dz, dW, db) in the client's convention and shapes."""
+        """One of a layer's results (z, a, dz, dx, dW, db) in the client's convention and shapes."""
         if name == "dW":
             return self.convention.weights(out.dW)
         if name == "db":
@@ -99,20 +111,17 @@ class GradientsRequest:
         Arrays stay ndarrays: the JSON writer lays them out as lists or in the
         binary form, as ``encoding`` asks.
         """
-        names = (*self.include, "dW", "db")
         answer = {
             "loss": result.loss,
             "layers": [
-                {name: self.client_array(out, i, name) for name in names}
+                {name: self.client_array(out, i, name) for name in (*self.include, *out.grads)}
                 for i, out in enumerate(result.layers)
             ],
         }
         if updated is not None:
             answer["updated_layers"] = [
-                {
-                    "weights": self.convention.weights(layer.weights),
-                    "biases": layer.biases.reshape(shape),
-                }
+                {"weights": self.convention.weights(layer.weights)}
+                | ({} if shape is None else {"biases": layer.biases.reshape(shape)})
                 for layer, shape in zip(updated, self.bias_shapes)
             ]
         if check is not None:
@@ -132,8 +141,25 @@ class NetworkProblemSchema(StrictSchema):
     targets = Array(
         ndims=(1, 2),  # 1-D is parsed only to be refused with the shape rules' advice
         documented_ndims=(2,),
-        required=True,
-        metadata={"description": ("(batch, n_out) in numpy and torch; (n_out, batch) in columns.")},
+        load_default=None,
+        metadata={
+            "description": (
+                "(batch, n_out) in numpy and torch; (n_out, batch) in columns. Required with "
+                "loss; leave both out when sending upstream."
+            )
+        },
+    )
+    upstream = Array(
+        ndims=(1, 2),  # 1-D is parsed only to be refused with the shape rules' advice
+        documented_ndims=(2,),
+        load_default=None,
+        metadata={
+            "description": (
+                "instead of targets and loss: dL/d(the last layer's output after its "
+                "activation), shaped like that output ((batch, n_out) in numpy and torch; "
+                "(n_out, batch) in columns), as CS231n's dout. The answer's loss is then null."
+            )
+        },
     )
     layers = BoundedList(
         fields.Nested(LayerSchema),
@@ -142,12 +168,23 @@ class NetworkProblemSchema(StrictSchema):
         required=True,
         validate=validate.Length(min=1, error="at least one layer is needed."),
     )
-    loss = one_of(LOSSES, "loss", required=True)
+    loss = one_of(LOSSES, "loss", load_default=None)
     reduction = one_of(REDUCTIONS, "reduction", load_default="mean")
     convention = one_of(CONVENTIONS, "convention", load_default="numpy")
     l2 = Number(
         load_default=0.0,
         validate=validate.Range(min=0, error="must not be negative (got {input})."),
+    )
+    l2_style = one_of(
+        L2_STYLES,
+        "l2_style",
+        load_default="half",
+        metadata={
+            "description": (
+                "half: 0.5 * l2 * sum(W**2), gradient l2 * W; full (CS231n): l2 * sum(W**2), "
+                "gradient 2 * l2 * W"
+            )
+        },
     )
 
     @validates_schema(skip_on_field_errors=True)
@@ -164,7 +201,12 @@ class GradientsRequestSchema(NetworkProblemSchema):
         len(INCLUDABLE),
         "names",
         load_default=lambda: ["a"],
-        metadata={"description": "per-layer arrays to return besides dW and db"},
+        metadata={
+            "description": (
+                "per-layer arrays to return besides the parameters' gradients; dx is dL/d(the "
+                "layer's input), in the inputs' layout"
+            )
+        },
     )
     gradient_check = Flag(
         load_default=False,
@@ -208,21 +250,26 @@ def gradients_request(
     return GradientsRequest(
         problem=Problem(
             inputs=c.data(data["inputs"]),
-            targets=c.data(data["targets"]),
+            targets=_canonical(c, data["targets"]),
             layers=tuple(
                 Layer(
                     weights=c.weights(layer["weights"]),
-                    biases=layer["biases"].reshape(-1),
+                    biases=None if layer["biases"] is None else layer["biases"].reshape(-1),
                     activation=layer["activation"],
+                    kind=layer["type"],
                 )
                 for layer in data["layers"]
             ),
             loss=data["loss"],
             reduction=data["reduction"],
             l2=data["l2"],
+            l2_style=data["l2_style"],
+            upstream=_canonical(c, data["upstream"]),
         ),
         convention=c,
-        bias_shapes=tuple(layer["biases"].shape for layer in data["layers"]),
+        bias_shapes=tuple(
+            None if layer["biases"] is None else layer["biases"].shape for layer in data["layers"]
+        ),
         include=tuple(dict.fromkeys(include)),
         learning_rate=learning_rate,
         gradient_check=gradient_check,
@@ -230,10 +277,14 @@ def gradients_request(
     )
 
 
+def _canonical(c: Convention, array: np.ndarray | None) -> np.ndarray | None:
+    return None if array is None else c.data(array)
+
+
 def _shape_errors(data: dict) -> dict:
     """Every cross-field rule, collected so the client sees all of them at once."""
     c: Convention = CONVENTIONS[data["convention"]]
-    errors: dict = {}
+    errors: dict = _objective_errors(data)
 
     inputs = data["inputs"]
     if inputs.ndim == 1:
@@ -256,17 +307,58 @@ def _shape_errors(data: dict) -> dict:
         if n_in != width:
             layer_errors[i] = {"weights": [_chaining_message(c, weights.shape, width, source)]}
             break  # later layers cannot be checked against a broken chain
-        problem = c.bias_problem(biases.shape, n_out, batch)
+        problem = None if biases is None else c.bias_problem(biases.shape, n_out, batch)
         if problem:
             layer_errors[i] = {"biases": [problem]}
         width, source = n_out, f"layer {i} has {n_out} units"
     if layer_errors:
         errors["layers"] = layer_errors
         return errors
+    if errors:
+        return errors
+    if data["upstream"] is not None:
+        return _upstream_errors(c, data["upstream"], batch, width)
 
     errors.update(_target_errors(c, data, batch, width))
     errors.update(_loss_errors(data))
     return errors
+
+
+def _objective_errors(data: dict) -> dict:
+    """Exactly one of: targets and a loss, or upstream."""
+    sent = [name for name in ("targets", "loss") if data[name] is not None]
+    if data["upstream"] is not None and sent:
+        return {
+            "upstream": [
+                f"upstream was sent together with {' and '.join(sent)}: send either targets and "
+                "a loss (backpropagation starts from the loss), or upstream alone (it starts "
+                f"from dL/d(output) = upstream). Remove {' and '.join(sent)}, or upstream."
+            ]
+        }
+    if data["upstream"] is None and len(sent) < 2:
+        missing = [name for name in ("targets", "loss") if name not in sent]
+        return {
+            name: [
+                "missing: send targets and a loss, or instead of both an upstream gradient "
+                "dL/d(output) (upstream) shaped like the last layer's output."
+            ]
+            for name in missing
+        }
+    return {}
+
+
+def _upstream_errors(c: Convention, upstream: np.ndarray, batch: int, n_out: int) -> dict:
+    expected = c.data_shape(batch, n_out)
+    if upstream.shape == expected:
+        return {}
+    message = (
+        f"got shape {shape_text(upstream.shape)}, expected {shape_text(expected)}: upstream is "
+        f"dL/d(the last layer's output), shaped like that output in the {c.name!r} convention "
+        f"(batch {batch} from the inputs, {n_out} output unit(s) from the last layer)."
+    )
+    if upstream.shape == expected[::-1]:
+        message += " It looks transposed."
+    return {"upstream": [message]}
 
 
 def _chaining_message(c: Convention, shape: tuple, width: int, source: str) -> str:
@@ -371,20 +463,31 @@ class LayerGradientsSchema(StrictSchema):
     z = Array(ndims=(2,), metadata={"description": "pre-activation, when included"})
     a = Array(ndims=(2,), metadata={"description": "activation (included by default)"})
     dz = Array(ndims=(2,), metadata={"description": "dL/dz, when included"})
+    dx = Array(
+        ndims=(2,),
+        metadata={"description": "dL/d(the layer's input), in the inputs' layout, when included"},
+    )
     dW = Array(
         ndims=(2,), required=True, metadata={"description": "in the client's weights layout"}
     )
-    db = Array(ndims=(1, 2), required=True, metadata={"description": "in the client's bias shape"})
+    db = Array(
+        ndims=(1, 2),
+        metadata={"description": "in the client's bias shape; absent for a layer without a bias"},
+    )
 
 
 class UpdatedLayerSchema(StrictSchema):
     weights = Array(ndims=(2,), required=True)
-    biases = Array(ndims=(1, 2), required=True)
+    biases = Array(ndims=(1, 2), metadata={"description": "absent for a layer without a bias"})
 
 
 class LayerCheckSchema(StrictSchema):
     dW = Number(required=True, metadata={"description": "largest relative error over dW"})
-    db = Number(required=True, metadata={"description": "largest relative error over db"})
+    db = Number(
+        required=True,
+        allow_none=True,
+        metadata={"description": "largest relative error over db; null without a bias"},
+    )
 
 
 class GradientCheckSchema(StrictSchema):
@@ -394,7 +497,9 @@ class GradientCheckSchema(StrictSchema):
 
 
 class GradientsResponseSchema(StrictSchema):
-    loss = Number(required=True)
+    loss = Number(
+        required=True, allow_none=True, metadata={"description": "null when upstream was sent"}
+    )
     layers = fields.List(fields.Nested(LayerGradientsSchema), required=True)
     updated_layers = fields.List(fields.Nested(UpdatedLayerSchema))
     gradient_check = fields.Nested(GradientCheckSchema)

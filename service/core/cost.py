@@ -238,6 +238,6 @@ def result_shapes(net: NetworkShape, include: Iterable[str] = ("a",)) -> list[Sh
     include = tuple(include)
     shapes: list[Shape] = []
     for layer in net.layers:
-        shapes += [(net.batch, layer.n_out)] * len(include)
+        shapes += [(net.batch, layer.n_in if name == "dx" else layer.n_out) for name in include]
         shapes += list(layer.parameters)
     return shapes

@@ -95,6 +95,9 @@ class CheckRequestSchema(NetworkProblemSchema):
                     }
                 }
             )
+        errors = _absent_fields(data)
+        if errors:
+            raise ValidationError({"submission": errors})
         if data["submission"].loss is None and not any(data["submission"].layers):
             raise ValidationError(
                 {"submission": ["nothing to check: submit a loss or at least one layer's arrays."]}
@@ -110,6 +113,29 @@ class CheckRequestSchema(NetworkProblemSchema):
             reveal=data["reveal"],
             format=data["format"],
         )
+
+
+def _absent_fields(data: dict) -> dict:
+    """Submitted fields the problem has no value for: a loss with upstream, a db without bias."""
+    errors: dict = {}
+    if data["upstream"] is not None and data["submission"].loss is not None:
+        errors["loss"] = [
+            "the problem sends upstream instead of targets and a loss, so it has no loss to "
+            "check; leave submission.loss out."
+        ]
+    layer_errors = {
+        i: {
+            "db": [
+                f"layer {i} has no bias (its biases were left out), so it has no db to check; "
+                f"leave submission.layers.{i}.db out."
+            ]
+        }
+        for i, (layer, fields_) in enumerate(zip(data["layers"], data["submission"].layers))
+        if layer["biases"] is None and fields_ and "db" in fields_
+    }
+    if layer_errors:
+        errors["layers"] = layer_errors
+    return errors
 
 
 class FieldResultSchema(StrictSchema):

@@ -1022,3 +1022,63 @@ def test_a_well_formed_array_of_the_wrong_shape_is_graded_not_refused(client):
 
     assert response.status_code == 200
     assert outcomes(response.get_json()) == {"layers.0.dW": "wrong_shape"}
+
+
+# -- issue 14, first step: bias-free layers and upstream -------------------------------------
+
+
+def upstream_problem(rng):
+    """A bias-free tanh layer, then a sigmoid layer with a bias; dout instead of a loss."""
+    x, W1, W2, b2, dout = (rng.normal(size=s) for s in [(5, 3), (3, 4), (4, 2), (2,), (5, 2)])
+    problem = {
+        "inputs": x.tolist(),
+        "layers": [
+            {"weights": W1.tolist(), "activation": "tanh"},
+            {"weights": W2.tolist(), "biases": b2.tolist(), "activation": "sigmoid"},
+        ],
+        "upstream": dout.tolist(),
+    }
+    return problem, (x, W1, W2, b2, dout)
+
+
+def hand_written_upstream_backward(x, W1, W2, b2, dout, *, forget_tanh=False):
+    h = np.tanh(x @ W1)
+    s = sigmoid(h @ W2 + b2)
+    dz2 = dout * s * (1 - s)
+    dh = dz2 @ W2.T
+    dz1 = dh if forget_tanh else dh * (1 - h**2)
+    return [{"dz": dz1, "dW": x.T @ dz1}, {"dz": dz2, "dW": h.T @ dz2, "db": dz2.sum(axis=0)}]
+
+
+def test_an_upstream_problem_without_biases_is_graded_and_its_mistakes_named(client):
+    problem, arrays = upstream_problem(np.random.default_rng(14))
+    right = hand_written_upstream_backward(*arrays)
+    wrong = hand_written_upstream_backward(*arrays, forget_tanh=True)
+    for submitted, layer0 in [(right, "passed"), (wrong, "missing_activation_derivative")]:
+        layers = [{k: v.tolist() for k, v in layer.items()} for layer in submitted]
+        response = client.post("/v1/check", json=problem | {"submission": {"layers": layers}})
+        assert response.status_code == 200, response.get_json()
+        assert outcomes(response.get_json()) == {
+            "layers.0.dz": layer0,
+            "layers.0.dW": layer0,
+            "layers.1.dz": "passed",
+            "layers.1.dW": "passed",
+            "layers.1.db": "passed",
+        }
+
+
+def test_a_db_submitted_for_a_layer_without_bias_is_422_naming_it(client):
+    problem, _ = upstream_problem(np.random.default_rng(14))
+    submission = {"layers": [{"db": [0.0, 0.0, 0.0, 0.0]}, None]}
+    response = client.post("/v1/check", json=problem | {"submission": submission})
+    assert response.status_code == 422
+    message = " ".join(response.get_json()["errors"]["submission.layers.0.db"])
+    assert "layer 0 has no bias" in message and "leave submission.layers.0.db out" in message
+
+
+def test_a_loss_submitted_for_an_upstream_problem_is_422(client):
+    problem, _ = upstream_problem(np.random.default_rng(14))
+    submission = {"loss": 1.0, "layers": [None, None]}
+    response = client.post("/v1/check", json=problem | {"submission": submission})
+    assert response.status_code == 422
+    assert "has no loss to check" in " ".join(response.get_json()["errors"]["submission.loss"])

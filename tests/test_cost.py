@@ -12,12 +12,17 @@ from __future__ import annotations
 import time
 import tracemalloc
 
+import numpy as np
 import orjson
 import pytest
 
 from schemas.fields import Whole
 from service import create_app
 from service.config import Config
+from service.core.cost import LAYER_COSTS, NetworkShape, dense_shape
+from service.core.layers import KINDS
+from service.core.network import Layer, Problem
+from service.core.request_costs import gradients_cost
 from service.routes import autograder
 from tests.memory_cases import network, thin_wide
 
@@ -176,3 +181,30 @@ def test_an_exercise_too_large_to_hold_is_refused_before_it_is_generated(client,
     assert problem["errors"]["_request"][0].startswith("the computation would hold about 383 MiB")
     assert "ask for a smaller batch_size, or fewer and narrower layers" in problem["detail"]
     assert peak < 50 * MiB
+
+
+# -- issue 14, first step: every layer kind prices itself; bias-free layers and dx -------------
+
+
+def test_every_layer_kind_has_its_cost_entry():
+    assert set(LAYER_COSTS) == set(KINDS) == {"dense"}
+
+
+def test_a_bias_free_layer_is_priced_without_its_bias_and_dx_with_its_arrays():
+    problem = Problem(
+        inputs=np.zeros((100, 30)),
+        targets=None,
+        layers=(Layer(np.zeros((30, 20)), None, "relu"), Layer(np.zeros((20, 5)), None, "tanh")),
+        loss=None,
+        upstream=np.zeros((100, 5)),
+    )
+    net = NetworkShape.of(problem)
+    assert net.layers == (
+        dense_shape(30, 20, "relu", bias=False),
+        dense_shape(20, 5, "tanh", bias=False),
+    )
+    assert net.parameters() == 30 * 20 + 20 * 5
+    plain, with_dx = gradients_cost(net, ("a",)), gradients_cost(net, ("a", "dx"))
+    dx_numbers = 100 * (30 + 20)
+    assert with_dx.bytes - plain.bytes >= 8 * dx_numbers + 25 * dx_numbers
+    assert any("every layer's dx" in part.what for part in with_dx.parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from service.core import Limits
@@ -54,3 +55,20 @@ def test_gradient_check_must_be_a_json_boolean(client):
     response = client.post("/v1/gradients", json=random_request(1) | {"gradient_check": "yes"})
     assert response.status_code == 422
     assert "gradient_check" in response.get_json()["errors"]
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("l2_style", ["half", "full"])
+def test_bias_free_layers_and_upstream_agree_with_central_differences(client, convention, l2_style):
+    request = random_request(5, convention=convention, activations=SMOOTH, n_layers=3)
+    shape = np.shape(request.pop("targets"))
+    del request["loss"], request["reduction"]
+    request["upstream"] = np.random.default_rng(5).normal(size=shape).tolist()
+    request["layers"][1]["biases"] = None
+    request |= {"l2": 0.2, "l2_style": l2_style, "gradient_check": True}
+    response = client.post("/v1/gradients", json=request)
+    assert response.status_code == 200, response.get_json()
+    check = response.get_json()["gradient_check"]
+    assert check["layers"][1]["db"] is None
+    assert check["layers"][0]["db"] is not None and check["layers"][2]["db"] is not None
+    assert check["max_relative_error"] < 1e-6

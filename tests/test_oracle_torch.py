@@ -27,10 +27,15 @@ def post(client, request: dict) -> dict:
 
 def assert_matches_torch(answer: dict, request: dict) -> None:
     expected = reference(request)
-    assert_close(answer["loss"], expected["loss"], "loss")
+    if expected["loss"] is None:
+        assert answer["loss"] is None
+    else:
+        assert_close(answer["loss"], expected["loss"], "loss")
     assert len(answer["layers"]) == len(expected["layers"])
     for i, (got, want) in enumerate(zip(answer["layers"], expected["layers"])):
-        for name in ("dW", "db", *[k for k in ALL if k in got]):
+        assert ("db" in got) == ("db" in want), f"layers.{i}: db present {sorted(got)}"
+        gradients = [k for k in ("dW", "db") if k in want]
+        for name in (*gradients, *[k for k in (*ALL, "dx") if k in got]):
             assert_close(got[name], want[name], f"layers.{i}.{name}")
 
 
@@ -142,3 +147,93 @@ def test_softplus_is_exact_log1p_exp_beyond_torchs_threshold(client):
     assert answer["layers"][0]["a"][0][0] == np.logaddexp(0.0, 25.0)
     assert answer["layers"][0]["a"][1][0] == pytest.approx(np.exp(-30.0), rel=1e-15)
     assert_matches_torch(answer, request)
+
+
+# -- issue 14, first step: bias-free layers, dx, upstream, l2_style ---------------------------
+
+
+def without_biases(request: dict, layers) -> dict:
+    """The request with the given layers' biases left out (every other one null, to show both)."""
+    request = {**request, "layers": [dict(layer) for layer in request["layers"]]}
+    for k, i in enumerate(layers):
+        if k % 2:
+            request["layers"][i]["biases"] = None
+        else:
+            del request["layers"][i]["biases"]
+    return request
+
+
+def upstream_request(seed: int, convention: str, **options) -> dict:
+    """A random network whose targets and loss are replaced by a random dL/d(output)."""
+    request = random_request(seed, convention=convention, **options)
+    shape = np.shape(request.pop("targets"))
+    del request["loss"], request["reduction"]
+    return request | {"upstream": np.random.default_rng(seed).normal(size=shape).tolist()}
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("seed", range(4))
+def test_layers_without_a_bias_match_torch_and_answer_no_db(client, convention, seed):
+    request = random_request(seed, convention=convention, loss="half_mse", n_layers=3, l2=0.05)
+    request = without_biases(request, [0, 2]) | {"include": [*ALL, "dx"], "learning_rate": 0.5}
+    answer = post(client, request)
+    assert "db" not in answer["layers"][0] and "db" not in answer["layers"][2]
+    assert "db" in answer["layers"][1]
+    assert_matches_torch(answer, request)
+    assert "biases" not in answer["updated_layers"][0]
+    assert "biases" in answer["updated_layers"][1]
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_dx_of_every_layer_matches_torch_in_the_inputs_layout(client, convention, loss):
+    request = random_request(
+        zlib.crc32(f"dx-{convention}-{loss}".encode()), convention=convention, loss=loss, n_layers=3
+    ) | {"include": ["dx"]}
+    answer = post(client, request)
+    assert np.shape(answer["layers"][0]["dx"]) == np.shape(request["inputs"])
+    assert_matches_torch(answer, request)
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("l2", [0.0, 0.1])
+@pytest.mark.parametrize("seed", range(3))
+def test_upstream_starts_backpropagation_and_matches_torch(client, convention, l2, seed):
+    request = upstream_request(seed, convention, l2=l2) | {"include": [*ALL, "dx"]}
+    answer = post(client, request)
+    assert answer["loss"] is None
+    assert_matches_torch(answer, request)
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_l2_style_full_is_cs231ns_reg_sum_w_squared(client, convention, loss):
+    request = random_request(
+        zlib.crc32(f"full-{convention}-{loss}".encode()), convention=convention, loss=loss, l2=0.3
+    ) | {"l2_style": "full", "include": ALL}
+    answer = post(client, request)
+    assert_matches_torch(answer, request)
+    half = post(client, request | {"l2_style": "half"})
+    assert half["loss"] != answer["loss"]
+
+
+def test_one_dense_layer_with_upstream_is_cs231ns_affine_backward(client):
+    rng = np.random.default_rng(231)
+    x, w, b, dout = (rng.normal(size=s) for s in [(10, 6), (6, 5), (5,), (10, 5)])
+    answer = post(
+        client,
+        {
+            "inputs": x.tolist(),
+            "layers": [{"weights": w.tolist(), "biases": b.tolist(), "activation": "identity"}],
+            "upstream": dout.tolist(),
+            "include": ["dx"],
+        },
+    )
+    # cs231n/layers.py affine_backward, written out
+    dx = (dout @ w.T).reshape(x.shape)
+    dw = x.reshape(x.shape[0], -1).T @ dout
+    db = np.sum(dout, axis=0)
+    assert answer["loss"] is None
+    assert_close(answer["layers"][0]["dx"], dx, "dx")
+    assert_close(answer["layers"][0]["dW"], dw, "dW")
+    assert_close(answer["layers"][0]["db"], db, "db")

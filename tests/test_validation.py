@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 
+import numpy as np
 import pytest
 
 from service import create_app
@@ -418,3 +419,102 @@ def test_hostile_bodies_never_get_a_500(client, request_body):
     assert response.status_code in {200, 400, 413, 415, 422}
     if response.status_code != 200:
         problem(response, response.status_code)
+
+
+# -- issue 14, first step: layer type, upstream, l2_style, include dx -------------------------
+
+
+def upstream_base(**changes) -> dict:
+    """base() with upstream (shaped like the (4, 1) output) instead of targets and loss."""
+    request = {k: v for k, v in base().items() if k not in ("targets", "loss")}
+    return request | {"upstream": [[1.0], [-1.0], [0.5], [0.0]]} | changes
+
+
+def test_the_valid_upstream_request_is_accepted_with_a_null_loss(client):
+    response = client.post("/v1/gradients", json=upstream_base())
+    assert response.status_code == 200
+    assert response.get_json()["loss"] is None
+
+
+@pytest.mark.parametrize("biases", [None, "omitted"])
+def test_a_layer_without_biases_is_accepted_and_answers_no_db(client, biases):
+    request = with_layer(0, biases=None)
+    if biases == "omitted":
+        del request["layers"][0]["biases"]
+    layers = client.post("/v1/gradients", json=request).get_json()["layers"]
+    assert set(layers[0]) == {"a", "dW"} and set(layers[1]) == {"a", "dW", "db"}
+
+
+def test_an_explicit_dense_type_is_the_default_layer(client):
+    plain = client.post("/v1/gradients", json=base()).get_json()
+    typed = client.post("/v1/gradients", json=with_layer(1, type="dense")).get_json()
+    assert typed == plain
+
+
+def test_an_unknown_layer_type_names_the_known_types(client):
+    field_error(
+        client, with_layer(1, type="conv2d"), "layers.1.type", "'conv2d'", "expected one of dense"
+    )
+
+
+def test_upstream_with_targets_and_loss_says_to_send_one_or_the_other(client):
+    field_error(
+        client,
+        upstream_base(targets=base()["targets"], loss="bce"),
+        "upstream",
+        "together with targets and loss",
+        "Remove targets and loss, or upstream",
+    )
+
+
+def test_upstream_with_a_loss_only_names_the_loss(client):
+    field_error(client, upstream_base(loss="mse"), "upstream", "together with loss", "Remove loss")
+
+
+def test_neither_targets_nor_upstream_says_what_to_send(client):
+    request = upstream_base()
+    del request["upstream"]
+    message = field_error(client, request, "targets", "send targets and a loss", "upstream")
+    assert message == field_error(client, request, "loss")
+
+
+def test_targets_without_a_loss_names_the_loss(client):
+    request = base()
+    del request["loss"]
+    field_error(client, request, "loss", "missing", "send targets and a loss")
+
+
+@pytest.mark.parametrize(
+    ("upstream", "fragments"),
+    [
+        ([[1.0, -1.0, 0.5, 0.0]], ["got shape (1, 4)", "expected (4, 1)", "looks transposed"]),
+        ([1.0, -1.0, 0.5, 0.0], ["got shape (4,)", "expected (4, 1)", "batch 4", "1 output"]),
+        ([[1.0], [2.0]], ["got shape (2, 1)", "expected (4, 1)", "'numpy' convention"]),
+    ],
+    ids=["transposed", "flat", "wrong-batch"],
+)
+def test_a_mis_shaped_upstream_names_the_shape_received_and_expected(client, upstream, fragments):
+    field_error(client, upstream_base(upstream=upstream), "upstream", *fragments)
+
+
+def test_upstream_in_the_columns_convention_is_units_by_batch(client):
+    request = upstream_base(
+        convention="columns",
+        inputs=np.array(base()["inputs"]).T.tolist(),
+        layers=[
+            {**layer, "weights": np.array(layer["weights"]).T.tolist(), "biases": None}
+            for layer in base()["layers"]
+        ],
+    )
+    field_error(client, request, "upstream", "got shape (4, 1)", "expected (1, 4)", "transposed")
+    request["upstream"] = [[1.0, -1.0, 0.5, 0.0]]
+    assert client.post("/v1/gradients", json=request).status_code == 200
+
+
+def test_an_unknown_l2_style_names_the_styles(client):
+    field_error(client, base(l2_style="double"), "l2_style", "'double'", "half, full")
+
+
+def test_dx_is_an_includable_array(client):
+    layers = client.post("/v1/gradients", json=base(include=["dx"])).get_json()["layers"]
+    assert np.shape(layers[0]["dx"]) == (4, 2) and np.shape(layers[1]["dx"]) == (4, 3)

@@ -35,23 +35,30 @@ def _activation(name: str, z: torch.Tensor, unit_dim: int) -> torch.Tensor:
 
 
 def reference(request: dict) -> dict:
-    """loss, and per layer z, a, dz, dW, db (client's shapes) as NumPy arrays."""
+    """loss, and per layer z, a, dz, dx, dW, db (client's shapes) as NumPy arrays.
+
+    A layer without "biases" (or null) has no bias and no db; with "upstream" the
+    backward pass starts from dL/d(last output) = upstream and the loss is None.
+    """
     convention = request.get("convention", "numpy")
     columns = convention == "columns"
     unit_dim = 0 if columns else 1
-    a = torch.tensor(request["inputs"])
-    y = torch.tensor(request["targets"])
+    a = torch.tensor(request["inputs"], requires_grad=True)
 
-    params, zs, outs = [], [], []
+    params, inputs, zs, outs = [], [], [], []
     for layer in request["layers"]:
+        inputs.append(a)
         w = torch.tensor(layer["weights"], requires_grad=True)
-        b = torch.tensor(layer["biases"], requires_grad=True)
+        b = layer.get("biases")
+        b = None if b is None else torch.tensor(b, requires_grad=True)
         if convention == "numpy":
-            z = a @ w + b
+            z = a @ w
         elif convention == "torch":
-            z = a @ w.T + b
+            z = a @ w.T
         else:
-            z = w @ a + b
+            z = w @ a
+        if b is not None:
+            z = z + b
         z.retain_grad()
         a = _activation(layer["activation"], z, unit_dim)
         a.retain_grad()
@@ -59,37 +66,46 @@ def reference(request: dict) -> dict:
         zs.append(z)
         outs.append(a)
 
-    reduction = request.get("reduction", "mean")
-    z_rows, a_rows, y_rows = (t.T if columns else t for t in (zs[-1], outs[-1], y))
-    loss_name = request["loss"]
-    if loss_name == "mse":
-        loss = F.mse_loss(a_rows, y_rows, reduction=reduction)
-    elif loss_name == "half_mse":
-        loss = 0.5 * F.mse_loss(a_rows, y_rows, reduction=reduction)
-    elif loss_name == "bce":
-        loss = F.binary_cross_entropy_with_logits(z_rows, y_rows, reduction=reduction)
-    elif loss_name == "cross_entropy":
-        loss = F.cross_entropy(z_rows, y_rows, reduction=reduction)
+    if "upstream" in request:
+        loss = (outs[-1] * torch.tensor(request["upstream"])).sum()
     else:
-        raise ValueError(loss_name)
+        loss = _loss(request, zs[-1], outs[-1], columns)
     l2 = request.get("l2", 0.0)
     if l2:
-        loss = loss + 0.5 * l2 * sum((w**2).sum() for w, _ in params)
+        factor = 0.5 * l2 if request.get("l2_style", "half") == "half" else l2
+        loss = loss + factor * sum((w**2).sum() for w, _ in params)
     loss.backward()
 
     return {
-        "loss": loss.item(),
+        "loss": None if "upstream" in request else loss.item(),
         "layers": [
             {
                 "z": z.detach().numpy(),
                 "a": out.detach().numpy(),
                 "dz": z.grad.numpy(),
+                "dx": x.grad.numpy(),
                 "dW": w.grad.numpy(),
-                "db": b.grad.numpy(),
+                **({} if b is None else {"db": b.grad.numpy()}),
             }
-            for (w, b), z, out in zip(params, zs, outs)
+            for (w, b), x, z, out in zip(params, inputs, zs, outs)
         ],
     }
+
+
+def _loss(request: dict, z: torch.Tensor, a: torch.Tensor, columns: bool) -> torch.Tensor:
+    y = torch.tensor(request["targets"])
+    reduction = request.get("reduction", "mean")
+    z_rows, a_rows, y_rows = (t.T if columns else t for t in (z, a, y))
+    loss_name = request["loss"]
+    if loss_name == "mse":
+        return F.mse_loss(a_rows, y_rows, reduction=reduction)
+    if loss_name == "half_mse":
+        return 0.5 * F.mse_loss(a_rows, y_rows, reduction=reduction)
+    if loss_name == "bce":
+        return F.binary_cross_entropy_with_logits(z_rows, y_rows, reduction=reduction)
+    if loss_name == "cross_entropy":
+        return F.cross_entropy(z_rows, y_rows, reduction=reduction)
+    raise ValueError(loss_name)
 
 
 def assert_close(actual, expected, what: str, rtol: float = 1e-9) -> None:

@@ -110,27 +110,14 @@ class LayerCost:
     what: str  # its activations' shape in words
 
 
-def dense(batch: int, layer: LayerShape) -> LayerCost:
-    """z = a_prev @ W + b, a = f(z); backward dz, dW = a_prev.T @ dz, db, dz @ W.T upstream."""
-    activations = batch * layer.n_out
-    parameters = sum(prod(shape) for shape in layer.parameters)
-    weights = layer.n_in * layer.n_out
-    return LayerCost(
-        kept=2 * activations,
-        gradients=activations + parameters,
-        scratch=SCRATCH * activations + parameters,  # l2's l2 * W beside them
-        forward_flops=2 * batch * weights,
-        flops=6 * batch * weights,
-        what=f"batch {batch:,} x {layer.n_out:,} units",
-    )
+#: (batch, a layer's shape) -> its cost.  Each kind in service.core.layers registers its
+#: entry here (the package is imported with service.core): adding a kind adds its entry.
+LAYER_COSTS: dict[str, Callable[[int, LayerShape], LayerCost]] = {}
 
 
-#: Adding a layer kind is adding its entry: (batch, its shape) -> its cost.
-LAYER_COSTS: dict[str, Callable[[int, LayerShape], LayerCost]] = {"dense": dense}
-
-
-def dense_shape(n_in: int, n_out: int, activation: str) -> LayerShape:
-    return LayerShape("dense", n_in, n_out, ((n_in, n_out), (n_out,)), activation)
+def dense_shape(n_in: int, n_out: int, activation: str, bias: bool = True) -> LayerShape:
+    parameters = ((n_in, n_out), (n_out,)) if bias else ((n_in, n_out),)
+    return LayerShape("dense", n_in, n_out, parameters, activation)
 
 
 @dataclass(frozen=True)
@@ -141,14 +128,15 @@ class NetworkShape:
 
     @classmethod
     def of(cls, problem) -> NetworkShape:
-        """A core.Problem's shapes (every layer is dense today)."""
-        return cls(
-            batch=problem.inputs.shape[0],
-            n_in=problem.inputs.shape[1],
-            layers=tuple(
-                dense_shape(*layer.weights.shape, layer.activation) for layer in problem.layers
-            ),
-        )
+        """A core.Problem's shapes, whatever its layers' kinds."""
+        layers, n_in = [], problem.inputs.shape[1]
+        for layer in problem.layers:
+            n_out = layer.units_out(n_in)
+            shapes = tuple(p.shape for p in layer.params.values())
+            layers.append(LayerShape(layer.kind, n_in, n_out, shapes, layer.activation))
+            n_in = n_out
+        batch, n_in = problem.inputs.shape
+        return cls(batch=batch, n_in=n_in, layers=tuple(layers))
 
     @classmethod
     def of_sizes(cls, batch: int, sizes: Sequence[int], activations: Sequence[str]):
@@ -250,6 +238,6 @@ def result_shapes(net: NetworkShape, include: Iterable[str] = ("a",)) -> list[Sh
     include = tuple(include)
     shapes: list[Shape] = []
     for layer in net.layers:
-        shapes += [(net.batch, layer.n_out)] * len(include)
+        shapes += [(net.batch, layer.n_in if name == "dx" else layer.n_out) for name in include]
         shapes += list(layer.parameters)
     return shapes

@@ -1,4 +1,4 @@
-"""Numerical gradient check: analytic dW and db against central finite differences.
+"""Numerical gradient check: every parameter's analytic gradient against central differences.
 
 The relative error of each entry is |analytic - numeric| / max(|analytic|,
 |numeric|, TINY), the definition used by most course notes; TINY keeps
@@ -8,12 +8,13 @@ the nudged one onward are recomputed for each nudge.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .activations import get_activation
 from .budget import NO_DEADLINE, Deadline
+from .layers import KINDS
 from .network import Gradients, Layer, Problem, loss_value
 
 EPSILON = 1e-5
@@ -23,7 +24,7 @@ TINY = 1e-8
 @dataclass(frozen=True)
 class LayerCheck:
     dW: float  # largest relative error over the layer's weights
-    db: float  # largest relative error over the layer's biases
+    db: float | None  # largest relative error over the layer's biases; None without a bias
 
 
 @dataclass(frozen=True)
@@ -47,16 +48,16 @@ def gradient_check(
     with np.errstate(all="ignore"):
         inputs_to = _layer_inputs(problem)
         checks = []
-        for i in range(len(problem.layers)):
-            errors = []
-            for name, grad in (
-                ("weights", analytic.layers[i].dW),
-                ("biases", analytic.layers[i].db),
-            ):
+        for i, layer in enumerate(problem.layers):
+            errors = {}
+            for name in layer.params:
+                grad_name = KINDS[layer.kind].gradients[name]
                 numeric = _numeric(problem, i, name, inputs_to[i], epsilon, deadline)
-                errors.append(float(relative_error(grad, numeric).max()))
-            checks.append(LayerCheck(*errors))
-    worst = max(max(c.dW, c.db) for c in checks)
+                errors[grad_name] = float(
+                    relative_error(analytic.layers[i].grads[grad_name], numeric).max()
+                )
+            checks.append(LayerCheck(dW=errors["dW"], db=errors.get("db")))
+    worst = max(e for c in checks for e in (c.dW, c.db) if e is not None)
     return GradientCheck(epsilon=epsilon, max_relative_error=worst, layers=tuple(checks))
 
 
@@ -65,8 +66,12 @@ def _layer_inputs(problem: Problem) -> list[np.ndarray]:
     inputs, a = [], problem.inputs
     for layer in problem.layers:
         inputs.append(a)
-        a = get_activation(layer.activation).forward(a @ layer.weights + layer.biases)
+        a = get_activation(layer.activation).forward(_kind_out(layer, a))
     return inputs
+
+
+def _kind_out(layer: Layer, a: np.ndarray) -> np.ndarray:
+    return KINDS[layer.kind].forward(a, layer.params)[0]
 
 
 def _numeric(
@@ -80,7 +85,7 @@ def _numeric(
         for step in (eps, -eps):
             nudged = original.copy()
             nudged[index] += step
-            layer = Layer(**{**vars(problem.layers[start]), name: nudged})
+            layer = replace(problem.layers[start], **{name: nudged})
             sides.append(_loss_from(problem, start, layer, a_in))
         numeric[index] = (sides[0] - sides[1]) / (2 * eps)
     return numeric
@@ -90,6 +95,6 @@ def _loss_from(problem: Problem, start: int, replaced: Layer, a: np.ndarray) -> 
     layers = [*problem.layers[:start], replaced, *problem.layers[start + 1 :]]
     z = a
     for layer in layers[start:]:
-        z = a @ layer.weights + layer.biases
+        z = _kind_out(layer, a)
         a = get_activation(layer.activation).forward(z)
     return loss_value(problem, z, a, layers=tuple(layers))

@@ -53,7 +53,6 @@ def passes_needed(problem: Problem) -> int:
 def variants(problem: Problem, fwd: Forward, deadline: Deadline = NO_DEADLINE) -> Iterator[Variant]:
     """Every mistake in the catalogue that changes something for this problem."""
     last = len(problem.layers) - 1
-    batch, n_out = problem.targets.shape
 
     def recompute(**mistake) -> Gradients:
         return backward(problem, fwd, deadline=deadline, **mistake)
@@ -61,8 +60,26 @@ def variants(problem: Problem, fwd: Forward, deadline: Deadline = NO_DEADLINE) -
     def flip_output(i, z, a, dL_da, dz):
         return -dz if i == last else dz
 
-    yield Variant("sign_flipped", (), recompute(dz_rule=flip_output))
+    if problem.upstream is None:  # with upstream there is no loss, error or reduction
+        yield Variant("sign_flipped", (), recompute(dz_rule=flip_output))
+        yield from _scale_variants(problem, recompute)
 
+    activations = [_activation(problem, i) for i in range(last + 1)]
+    for code, applies, rule, at_output in LAYER_MISTAKES:
+        if at_output and problem.upstream is not None:
+            continue
+        layers = [i for i, name in enumerate(activations) if applies(name, i == last, problem)]
+        scopes = [(i,) for i in reversed(layers)]
+        if len(layers) > 1:
+            scopes.append(tuple(layers))
+        for scope in scopes:
+            if at_output and last not in scope:
+                continue
+            yield Variant(code, scope, recompute(dz_rule=_in_layers(scope, rule, problem)))
+
+
+def _scale_variants(problem: Problem, recompute) -> Iterator[Variant]:
+    batch, n_out = problem.targets.shape
     counts = sorted({batch, batch * n_out} - {1})
     if problem.reduction == "sum":
         for n in counts:
@@ -74,17 +91,6 @@ def variants(problem: Problem, fwd: Forward, deadline: Deadline = NO_DEADLINE) -
             recompute(scale=1.0),
             1 / loss_scale(problem),
         )
-
-    activations = [_activation(problem, i) for i in range(last + 1)]
-    for code, applies, rule, at_output in LAYER_MISTAKES:
-        layers = [i for i, name in enumerate(activations) if applies(name, i == last, problem)]
-        scopes = [(i,) for i in reversed(layers)]
-        if len(layers) > 1:
-            scopes.append(tuple(layers))
-        for scope in scopes:
-            if at_output and last not in scope:
-                continue
-            yield Variant(code, scope, recompute(dz_rule=_in_layers(scope, rule, problem)))
 
 
 def _in_layers(scope: tuple[int, ...], rule, problem: Problem):

@@ -1,66 +1,91 @@
-"""Forward pass and backpropagation through a stack of dense layers.
+"""Forward pass and backpropagation through a sequence of layer kinds.
 
 The core is stateless and sees canonical shapes only (the schemas convert the
 client's convention in and back out):
 
-    inputs  (batch, n_in)      targets (batch, n_out)
-    weights (n_in, n_out)      biases  (n_out,)
-    z = a_prev @ W + b,  a = f(z)
+    inputs  (batch, n_in)      targets, upstream (batch, n_out)
+    each layer: z = kind.forward(a_prev, params), a = f(z)
 
 Backward, for every layer from the last:
 
-    dW = a_prev.T @ dz (+ l2 * W)
-    db = dz.sum(axis=0)          # dz/db is 1 for every sample: sum over the batch
-    dz_prev = f_prev'(z_prev) applied to (dz @ W.T)
+    dz = f'(z) applied to dL/da          (dL/da: from the loss, or the client's upstream)
+    dx, grads = kind.backward(dz)        (dW (+ l2 * W), db for dense)
+    dL/da of the layer below = dx
 
-The reduction's scale (1/N for "mean") is already inside dz, so db is a plain
-sum over the batch axis.
+The loop knows no kind: each one's forward and backward live in
+service.core.layers.  The reduction's scale (1/N for "mean") is already inside
+dz, so a bias's gradient is a plain sum over the batch axis.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from .activations import get_activation
 from .budget import NO_DEADLINE, Deadline
 from .errors import NonFiniteResult
+from .layers import KINDS
 from .losses import LOSSES
 
 Array = np.ndarray
+L2_STYLES = ("half", "full")
 
 
 @dataclass(frozen=True)
 class Layer:
     weights: Array  # (n_in, n_out)
-    biases: Array  # (n_out,)
+    biases: Array | None  # (n_out,), or None for a layer without a bias
     activation: str
+    kind: str = "dense"
+
+    @property
+    def params(self) -> dict[str, Array]:
+        """The parameters this layer has, by name, in its kind's order."""
+        names = KINDS[self.kind].gradients
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+    def units_out(self, n_in: int) -> int:
+        return KINDS[self.kind].units_out(n_in, self.params)
 
 
 @dataclass(frozen=True)
 class Problem:
     inputs: Array  # (batch, n_in)
-    targets: Array  # (batch, n_out)
+    targets: Array | None  # (batch, n_out); None when upstream is sent
     layers: tuple[Layer, ...]
-    loss: str
+    loss: str | None
     reduction: str = "mean"
     l2: float = 0.0
+    #: "half": 0.5 * l2 * sum(W^2), gradient l2 * W; "full" (CS231n): l2 * sum(W^2), 2 * l2 * W
+    l2_style: str = "half"
+    #: dL/d(the last layer's output after its activation), instead of targets and a loss
+    upstream: Array | None = None
 
 
 @dataclass(frozen=True)
 class LayerResult:
-    z: Array  # (batch, n_out) pre-activation
+    z: Array  # (batch, n_out) the kind's output, before the activation
     a: Array  # (batch, n_out) activation
     dz: Array  # (batch, n_out) dL/dz
-    dW: Array  # (n_in, n_out)
-    db: Array  # (n_out,)
+    dx: Array | None  # (batch, n_in) dL/d(the layer's input); None unless asked (keep_dx)
+    grads: Mapping[str, Array] = field(default_factory=dict)  # gradient name -> array
+
+    @property
+    def dW(self) -> Array:
+        return self.grads["dW"]
+
+    @property
+    def db(self) -> Array | None:
+        return self.grads.get("db")
 
 
 @dataclass(frozen=True)
 class Gradients:
-    loss: float
+    loss: float | None  # None when the problem sends upstream
     layers: tuple[LayerResult, ...]
 
 
@@ -68,6 +93,7 @@ class Gradients:
 class Forward:
     zs: tuple[Array, ...]  # per layer, (batch, n_out)
     outs: tuple[Array, ...]  # per layer, (batch, n_out)
+    caches: tuple[Any, ...] = ()  # per layer, what its kind's backward needs
 
 
 #: dz_rule(layer, z, a, dL_da, correct_dz) -> dz: how a layer turns dL/da into dL/dz.
@@ -78,20 +104,38 @@ DzRule = Callable[[int, Array, Array, Callable[[], Array], Array], Array]
 def forward(problem: Problem, deadline: Deadline = NO_DEADLINE) -> Forward:
     zs: list[Array] = []
     outs: list[Array] = []
+    caches: list[Any] = []
     a = problem.inputs
     for layer in problem.layers:
         deadline.check()
-        z = a @ layer.weights + layer.biases
+        z, cache = KINDS[layer.kind].forward(a, layer.params)
         a = get_activation(layer.activation).forward(z)
         zs.append(z)
         outs.append(a)
-    return Forward(tuple(zs), tuple(outs))
+        caches.append(cache)
+    return Forward(tuple(zs), tuple(outs), tuple(caches))
 
 
 def loss_scale(problem: Problem) -> float:
-    """The factor the reduction applies to the summed loss and to dL/dz."""
+    """The factor the reduction applies to the summed loss and to dL/dz (1 with upstream)."""
+    if problem.upstream is not None:
+        return 1.0
     batch, n_out = problem.targets.shape
     return LOSSES[problem.loss].reduce_scale(problem.reduction, batch, n_out)
+
+
+def l2_penalty(problem: Problem, layers: tuple[Layer, ...] | None = None) -> float:
+    layers = problem.layers if layers is None else layers
+    factor = 0.5 * problem.l2 if problem.l2_style == "half" else problem.l2
+    return factor * sum(
+        float(np.sum(getattr(layer, name) ** 2))
+        for layer in layers
+        for name in KINDS[layer.kind].regularised
+    )
+
+
+def l2_gradient_factor(problem: Problem) -> float:
+    return problem.l2 if problem.l2_style == "half" else 2.0 * problem.l2
 
 
 def loss_value(
@@ -101,12 +145,18 @@ def loss_value(
     scale: float | None = None,
     layers: tuple[Layer, ...] | None = None,
 ) -> float:
-    """The reduced loss plus the l2 penalty of ``layers`` (the problem's own by default)."""
-    scale = loss_scale(problem) if scale is None else scale
-    loss = scale * LOSSES[problem.loss].total(z_out, a_out, problem.targets)
+    """The reduced loss plus the l2 penalty of ``layers`` (the problem's own by default).
+
+    With upstream, the function whose gradient backward computes: sum(upstream * a_out)
+    (what the gradient check differentiates; the answer's loss is null).
+    """
+    if problem.upstream is not None:
+        loss = float(np.sum(problem.upstream * a_out))
+    else:
+        scale = loss_scale(problem) if scale is None else scale
+        loss = scale * LOSSES[problem.loss].total(z_out, a_out, problem.targets)
     if problem.l2:
-        layers = problem.layers if layers is None else layers
-        loss += 0.5 * problem.l2 * sum(float(np.sum(layer.weights**2)) for layer in layers)
+        loss += l2_penalty(problem, layers)
     return loss
 
 
@@ -116,68 +166,76 @@ def backward(
     dz_rule: DzRule | None = None,
     scale: float | None = None,
     deadline: Deadline = NO_DEADLINE,
+    keep_dx: bool = False,
 ) -> Gradients:
-    """The loss and every layer's dz, dW and db, given the forward pass.
+    """The loss and every layer's dz and parameter gradients (and dx), given the forward pass.
 
     ``dz_rule`` and ``scale`` exist for the autograder, which recomputes the
     backward pass with a student's mistake made; the service passes neither.
+    ``keep_dx``: keep every layer's dx in the answer, layer 0's (dL/d inputs) included;
+    otherwise each dx lives only as long as the step that needs it.
     ``deadline`` is checked between layers: a pass over the budget ends there.
     """
     activations = [get_activation(layer.activation) for layer in problem.layers]
-    loss_fn = LOSSES[problem.loss]
-    scale = loss_scale(problem) if scale is None else scale
-    zs, outs, y = fwd.zs, fwd.outs, problem.targets
-
-    loss = loss_value(problem, zs[-1], outs[-1], scale)
-
+    zs, outs = fwd.zs, fwd.outs
     last = len(problem.layers) - 1
-    dzs: list[Array] = [np.empty(0)] * (last + 1)
-    dWs: list[Array] = [np.empty(0)] * (last + 1)
-    dz = scale * loss_fn.grad_z(zs[last], outs[last], y, activations[last])
+
+    if problem.upstream is None:
+        loss_fn, y = LOSSES[problem.loss], problem.targets
+        scale = loss_scale(problem) if scale is None else scale
+        loss = loss_value(problem, zs[-1], outs[-1], scale)
+        dz = scale * loss_fn.grad_z(zs[last], outs[last], y, activations[last])
+
+        def dL_da() -> Array:
+            return scale * loss_fn.grad_a(zs[last], outs[last], y)
+    else:
+        loss = None
+        dz = activations[last].backward(zs[last], outs[last], problem.upstream)
+
+        def dL_da() -> Array:
+            return problem.upstream
+
     if dz_rule is not None:
-        dz = dz_rule(
-            last, zs[last], outs[last], lambda: scale * loss_fn.grad_a(zs[last], outs[last], y), dz
-        )
+        dz = dz_rule(last, zs[last], outs[last], dL_da, dz)
+    l2_factor = l2_gradient_factor(problem)
+    results: list[LayerResult] = [None] * (last + 1)  # type: ignore[list-item]
     for i in range(last, -1, -1):
         deadline.check()
         layer = problem.layers[i]
-        a_prev = outs[i - 1] if i > 0 else problem.inputs
-        dzs[i] = dz
-        dWs[i] = a_prev.T @ dz
+        kind = KINDS[layer.kind]
+        dx, grads = kind.backward(dz, fwd.caches[i], i > 0 or keep_dx)
         if problem.l2:
-            dWs[i] += problem.l2 * layer.weights
+            for name in kind.regularised:
+                grads[kind.gradients[name]] += l2_factor * getattr(layer, name)
+        results[i] = LayerResult(z=zs[i], a=outs[i], dz=dz, dx=dx if keep_dx else None, grads=grads)
         if i > 0:
-            upstream = dz @ layer.weights.T
-            dz = activations[i - 1].backward(zs[i - 1], outs[i - 1], upstream)
+            dz = activations[i - 1].backward(zs[i - 1], outs[i - 1], dx)
             if dz_rule is not None:
-                dz = dz_rule(i - 1, zs[i - 1], outs[i - 1], lambda u=upstream: u, dz)
+                dz = dz_rule(i - 1, zs[i - 1], outs[i - 1], lambda u=dx: u, dz)
 
-    return Gradients(
-        loss=float(loss),
-        layers=tuple(
-            LayerResult(z=z, a=a, dz=dz, dW=dW, db=dz.sum(axis=0))
-            for z, a, dz, dW in zip(zs, outs, dzs, dWs)
-        ),
-    )
+    return Gradients(loss=None if loss is None else float(loss), layers=tuple(results))
 
 
 def compute_gradients(
-    problem: Problem, fwd: Forward | None = None, deadline: Deadline = NO_DEADLINE
+    problem: Problem,
+    fwd: Forward | None = None,
+    deadline: Deadline = NO_DEADLINE,
+    keep_dx: bool = False,
 ) -> Gradients:
-    """Loss, activations and every layer's dW and db for one batch.
+    """Loss, activations and every layer's gradients for one batch.
 
     Overflow is not an exception here: it is detected once at the end and
     reported with the layer it happened in.
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         fwd = forward(problem, deadline) if fwd is None else fwd
-        result = backward(problem, fwd, deadline=deadline)
+        result = backward(problem, fwd, deadline=deadline, keep_dx=keep_dx)
     _require_finite(result)
     return result
 
 
 def gradient_step(problem: Problem, result: Gradients, learning_rate: float) -> tuple[Layer, ...]:
-    """Every layer after one step of gradient descent: W - lr * dW, b - lr * db.
+    """Every layer after one step of gradient descent: p - lr * dp for each parameter p.
 
     A huge learning rate can overflow a finite gradient: that is refused by
     name, like any other overflow, rather than answered as null or Infinity.
@@ -186,13 +244,15 @@ def gradient_step(problem: Problem, result: Gradients, learning_rate: float) -> 
         layers = tuple(
             replace(
                 layer,
-                weights=layer.weights - learning_rate * out.dW,
-                biases=layer.biases - learning_rate * out.db,
+                **{
+                    name: value - learning_rate * out.grads[KINDS[layer.kind].gradients[name]]
+                    for name, value in layer.params.items()
+                },
             )
             for layer, out in zip(problem.layers, result.layers)
         )
     for i, layer in enumerate(layers):
-        if not (np.isfinite(layer.weights).all() and np.isfinite(layer.biases).all()):
+        if not all(np.isfinite(value).all() for value in layer.params.values()):
             raise NonFiniteResult(
                 "learning_rate",
                 f"the gradient step overflowed to a non-finite value in layer {i}: "
@@ -203,16 +263,19 @@ def gradient_step(problem: Problem, result: Gradients, learning_rate: float) -> 
 
 def _require_finite(result: Gradients) -> None:
     """JSON cannot carry inf or nan: name the first layer that overflowed."""
-    for i, layer in enumerate(result.layers):
-        for name in ("z", "a", "dz", "dW", "db"):
-            if not np.isfinite(getattr(layer, name)).all():
+    named = [{"z": out.z, "a": out.a, "dz": out.dz, **out.grads} for out in result.layers]
+    named += [{"dx": out.dx} for out in result.layers]  # layer i's dx is layer i-1's dL/da
+    for j, arrays in enumerate(named):
+        i = j % len(result.layers)
+        for name, array in arrays.items():
+            if array is not None and not np.isfinite(array).all():
                 raise NonFiniteResult(
                     f"layers.{i}",
                     f"layer {i}'s {name} overflowed to a non-finite value; "
                     "the weights or inputs are too large for float64 "
                     "(scale them down).",
                 )
-    if not np.isfinite(result.loss):
+    if result.loss is not None and not np.isfinite(result.loss):
         raise NonFiniteResult(
             "loss", "the loss overflowed to a non-finite value; scale the inputs or weights down."
         )

@@ -40,6 +40,14 @@ def gradients_cost(
         parts.append(gradient_check_part(net))
         flops += gradient_check_flops(net)
     shapes = result_shapes(net, include)
+    if "dx" in include:  # each dx is kept for the answer, not freed after its step
+        parts.append(
+            Part(
+                "every layer's dx (include)",
+                NUMBER * net.batch * sum(layer.n_in for layer in net.layers),
+                'leave "dx" out of include, or send a smaller batch',
+            )
+        )
     if learning_rate:
         updated = [shape for layer in net.layers for shape in layer.parameters]
         sizes = [prod(shape) for shape in updated]

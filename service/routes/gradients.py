@@ -69,7 +69,7 @@ def gradients(request: GradientsRequest):
     )
     check_request(net, cost, current_app.config["GRADIENT_LIMITS"], request.gradient_check)
     ratelimit.meter(cost, request.gradient_check)
-    result = compute_gradients(request.problem, deadline=deadline)
+    result = compute_gradients(request.problem, deadline=deadline, keep_dx="dx" in request.include)
     check = None
     if request.gradient_check:
         check = gradient_check(request.problem, result, deadline=deadline)

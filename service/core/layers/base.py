@@ -1,0 +1,33 @@
+"""What every layer kind provides (see the package's docstring)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..cost import LayerCost, LayerShape
+
+Array = np.ndarray
+Params = Mapping[str, Array]
+#: whatever forward keeps for backward: a value, never state on the layer
+Cache = Any
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    #: parameter name -> its gradient's name in the answer, in answer order
+    gradients: Mapping[str, str]
+    #: the parameters l2 regularises
+    regularised: tuple[str, ...]
+    #: (n_in, its parameters) -> units out per sample
+    units_out: Callable[[int, Params], int]
+    #: (x, params) -> (out, cache)
+    forward: Callable[[Array, Params], tuple[Array, Cache]]
+    #: (dout, cache, need_dx) -> (dx or None, {gradient name: array})
+    backward: Callable[[Array, Cache, bool], tuple[Array | None, dict[str, Array]]]
+    #: (batch, its shape) -> its cost, before it runs (service.core.cost.LAYER_COSTS)
+    cost: Callable[[int, LayerShape], LayerCost]

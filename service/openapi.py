@@ -208,8 +208,9 @@ BINARY_ARRAY = {
 }
 
 
-def array_to_openapi(self, field, **kwargs) -> dict:
-    """Describe an Array field as nested JSON arrays of numbers, or the binary form."""
+def array_to_openapi(self, field, ret: dict, **kwargs) -> dict:
+    """Describe an Array field as nested JSON arrays of numbers, or the binary form (or null,
+    for an optional one: ``nullable`` means nothing beside a ``oneOf`` without a ``type``)."""
     if not isinstance(field, Array):
         return {}
     number = {"type": "number", "format": "double"}
@@ -220,6 +221,8 @@ def array_to_openapi(self, field, **kwargs) -> dict:
             schema = {"type": "array", "items": schema}
         variants.append(schema)
     variants.append(BINARY_ARRAY)
+    if ret.pop("nullable", False):
+        variants.append(null_only("array"))
     return {"oneOf": variants}
 
 

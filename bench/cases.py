@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from schemas.binary import encode
-from service.core import Layer, Problem
+from service.core import Problem, dense_layer
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class Case:
         rng = np.random.default_rng(seed)
         pairs = list(zip(self.sizes[:-1], self.sizes[1:]))
         layers = tuple(
-            Layer(
+            dense_layer(
                 weights=rng.normal(scale=1 / np.sqrt(n_in), size=(n_in, n_out)),
                 biases=rng.normal(scale=0.1, size=n_out),
                 activation="relu" if i < len(pairs) - 1 else "identity",

@@ -26,7 +26,7 @@ from marshmallow import Schema, fields
 from werkzeug.test import EnvironBuilder
 
 from service import create_app
-from service.core import Layer, Problem, compute_gradients
+from service.core import Problem, compute_gradients, dense_layer
 
 from .cases import MEDIUM, SMALL
 from .timing import interleaved
@@ -39,7 +39,7 @@ def _problem(data: dict) -> Problem:
         inputs=np.asarray(data["inputs"], dtype=np.float64),
         targets=np.asarray(data["targets"], dtype=np.float64),
         layers=tuple(
-            Layer(
+            dense_layer(
                 np.asarray(l["weights"], dtype=np.float64),
                 np.asarray(l["biases"], dtype=np.float64),
                 l["activation"],

@@ -11,9 +11,9 @@ from service.grading import DIAGNOSES, Submission, Tolerance
 from .base import StrictSchema
 from .fields import MAX_LAYERS, Array, BoundedList, Flag, Number, one_of
 from .gradients import GradientsRequest, NetworkProblemSchema, gradients_request
+from .layers import LAYER_TYPES
 
 FORMATS = ("json", "gradescope")
-SUBMITTABLE = ("z", "a", "dz", "dW", "db")
 
 
 class SubmittedLayerSchema(StrictSchema):
@@ -21,8 +21,11 @@ class SubmittedLayerSchema(StrictSchema):
     z = Array(ndims=(0, 1, 2))
     a = Array(ndims=(0, 1, 2))
     dz = Array(ndims=(0, 1, 2))
-    dW = Array(ndims=(0, 1, 2))
-    db = Array(ndims=(0, 1, 2))
+    dx = Array(ndims=(0, 1, 2), metadata={"description": "dL/d(the layer's input)"})
+    dW = Array(ndims=(0, 1, 2), metadata={"description": "dense"})
+    db = Array(ndims=(0, 1, 2), metadata={"description": "dense, with a bias"})
+    dgamma = Array(ndims=(0, 1, 2), metadata={"description": "batchnorm, layernorm"})
+    dbeta = Array(ndims=(0, 1, 2), metadata={"description": "batchnorm, layernorm"})
 
 
 class SubmissionSchema(StrictSchema):
@@ -106,7 +109,7 @@ class CheckRequestSchema(NetworkProblemSchema):
     @post_load
     def _to_request(self, data, **kwargs) -> CheckRequest:
         return CheckRequest(
-            gradients=gradients_request(data, include=("z", "a", "dz")),
+            gradients=gradients_request(data, include=_computed(data["submission"])),
             submission=data["submission"],
             tolerance=data["tolerance"],
             strict_shapes=data["strict_shapes"],
@@ -115,27 +118,40 @@ class CheckRequestSchema(NetworkProblemSchema):
         )
 
 
+def _computed(submission: Submission) -> tuple[str, ...]:
+    """z, a and dz are computed anyway; every layer's dx is kept only when one is submitted."""
+    dx = any("dx" in (fields or ()) for fields in submission.layers)
+    return ("z", "a", "dz", "dx") if dx else ("z", "a", "dz")
+
+
 def _absent_fields(data: dict) -> dict:
-    """Submitted fields the problem has no value for: a loss with upstream, a db without bias."""
+    """Submitted fields the problem has no value for: a loss with upstream, a db without a
+    bias, a dW of a batchnorm layer, any gradient of a dropout layer."""
     errors: dict = {}
     if data["upstream"] is not None and data["submission"].loss is not None:
         errors["loss"] = [
             "the problem sends upstream instead of targets and a loss, so it has no loss to "
             "check; leave submission.loss out."
         ]
-    layer_errors = {
-        i: {
-            "db": [
-                f"layer {i} has no bias (its biases were left out), so it has no db to check; "
-                f"leave submission.layers.{i}.db out."
-            ]
-        }
-        for i, (layer, fields_) in enumerate(zip(data["layers"], data["submission"].layers))
-        if layer["biases"] is None and fields_ and "db" in fields_
-    }
+    layer_errors = {}
+    for i, (layer, submitted) in enumerate(zip(data["layers"], data["submission"].layers)):
+        has = ("z", "a", "dz", "dx", *LAYER_TYPES[layer["type"]].layouts(layer))
+        absent = [name for name in submitted or () if name not in has]
+        if absent:
+            layer_errors[i] = {name: [_absent_message(i, layer, name)] for name in absent}
     if layer_errors:
         errors["layers"] = layer_errors
     return errors
+
+
+def _absent_message(i: int, layer: dict, name: str) -> str:
+    if name == "db" and layer["type"] == "dense":
+        why = "has no bias (its biases were left out)"
+    else:
+        gradients = [g for g in LAYER_TYPES[layer["type"]].layouts(layer) if g.startswith("d")]
+        has = f"its gradients are {', '.join(gradients)}" if gradients else "it has no parameters"
+        why = f"is a {layer['type']} layer ({has})"
+    return f"layer {i} {why}, so it has no {name} to check; leave submission.layers.{i}.{name} out."
 
 
 class FieldResultSchema(StrictSchema):

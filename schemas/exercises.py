@@ -13,11 +13,11 @@ from .base import StrictSchema
 from .conventions import CONVENTIONS, Convention
 from .fields import MAX_LAYERS, BoundedList, Choice, Whole, one_of
 from .gradients import (
-    ACTIVATION_NAMES,
     GradientsRequest,
     GradientsRequestSchema,
     GradientsResponseSchema,
 )
+from .layers import ACTIVATION_NAMES, WEIGHTS
 
 BIAS_FORMS = {"flat": lambda n: (n,), "row": lambda n: (1, n)}
 MAX_UNITS = 1024
@@ -36,8 +36,9 @@ class ExerciseRequest:
             (n, 1) if c.samples_are_columns else BIAS_FORMS[self.bias_shape](n)
             for n in self.spec.layer_sizes[1:]
         )
+        layouts = tuple({"dW": WEIGHTS, "db": shape} for shape in shapes)
         return GradientsRequest(
-            problem=problem, convention=c, bias_shapes=shapes, include=("a",), learning_rate=None
+            problem=problem, convention=c, layouts=layouts, include=("a",), learning_rate=None
         )
 
     def problem_document(self, request: GradientsRequest) -> dict:
@@ -49,10 +50,10 @@ class ExerciseRequest:
             "layers": [
                 {
                     "weights": c.weights(layer.weights),
-                    "biases": layer.biases.reshape(shape),
+                    "biases": layer.biases.reshape(layout["db"]),
                     "activation": layer.activation,
                 }
-                for layer, shape in zip(problem.layers, request.bias_shapes)
+                for layer, layout in zip(problem.layers, request.layouts)
             ],
             "loss": problem.loss,
             "reduction": problem.reduction,

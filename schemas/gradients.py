@@ -8,15 +8,13 @@ client's own shapes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
 from service.core import (
-    ACTIVATIONS,
-    ALIASES,
     LOSSES,
     REDUCTIONS,
     Gradients,
@@ -40,41 +38,11 @@ from .fields import (
     one_of,
     positive_number,
 )
+from .layers import DATA, LAYER_TYPES, WEIGHTS, LayerField, Layout
 from .shape_rules import shape_errors
 
 INCLUDABLE = ("z", "a", "dz", "dx")
 ENCODINGS = ("json", "base64")
-ACTIVATION_NAMES = (*ACTIVATIONS, *ALIASES)
-
-
-class LayerSchema(StrictSchema):
-    type = one_of(
-        KINDS,
-        "layer type",
-        load_default="dense",
-        metadata={"description": "the layer's kind; absent means dense"},
-    )
-    weights = Array(
-        ndims=(2,),
-        required=True,
-        metadata={
-            "description": (
-                "2-D: (n_in, n_out) in the numpy convention, (n_out, n_in) in torch and columns."
-            )
-        },
-    )
-    biases = Array(
-        ndims=(1, 2),
-        allow_none=True,
-        load_default=None,
-        metadata={
-            "description": (
-                "(n_out,) or (1, n_out) in numpy and torch; (n_out, 1) in columns. Omitted or "
-                "null: a layer without a bias, and no db in the answer."
-            )
-        },
-    )
-    activation = one_of(ACTIVATION_NAMES, "activation", required=True)
 
 
 @dataclass(frozen=True)
@@ -83,7 +51,9 @@ class GradientsRequest:
 
     problem: Problem
     convention: Convention
-    bias_shapes: tuple[tuple[int, ...] | None, ...]  # None: a layer without a bias
+    #: per layer: each of its answer's arrays (dW, db, dgamma, running_mean, mask, ...) -> the
+    #: layout it goes back in (schemas.layers: the weights', the data's, or the shape sent)
+    layouts: tuple[Mapping[str, Layout], ...]
     include: tuple[str, ...]
     learning_rate: float | None
     gradient_check: bool = False
@@ -91,12 +61,18 @@ class GradientsRequest:
     encoding: str = "json"
 
     def client_array(self, out: LayerResult, layer: int, name: str) -> np.ndarray:
-        """One of a layer's results (z, a, dz, dx, dW, db) in the client's convention and shapes."""
-        if name == "dW":
-            return self.convention.weights(out.dW)
-        if name == "db":
-            return out.db.reshape(self.bias_shapes[layer])
-        return self.convention.data(getattr(out, name))
+        """One of a layer's results (z, a, dz, dx, a gradient, a state) in the client's shapes."""
+        if name in INCLUDABLE:
+            return self.convention.data(getattr(out, name))
+        value = out.grads[name] if name in out.grads else out.state[name]
+        return self.to_client(value, self.layouts[layer][name])
+
+    def to_client(self, value: np.ndarray, layout: Layout) -> np.ndarray:
+        if layout == WEIGHTS:
+            return self.convention.weights(value)
+        if layout == DATA:
+            return self.convention.data(value)
+        return value.reshape(layout)
 
     def present(
         self,
@@ -112,18 +88,31 @@ class GradientsRequest:
         answer = {
             "loss": result.loss,
             "layers": [
-                {name: self.client_array(out, i, name) for name in (*self.include, *out.grads)}
+                {
+                    name: self.client_array(out, i, name)
+                    for name in (*self.include, *out.grads, *out.state)
+                }
                 for i, out in enumerate(result.layers)
             ],
         }
         if updated is not None:
             answer["updated_layers"] = [
-                {"weights": self.convention.weights(layer.weights)}
-                | ({} if shape is None else {"biases": layer.biases.reshape(shape)})
-                for layer, shape in zip(updated, self.bias_shapes)
+                {
+                    name: self.to_client(value, self.layouts[i][KINDS[layer.kind].gradients[name]])
+                    for name, value in layer.params.items()
+                }
+                for i, layer in enumerate(updated)
             ]
         if check is not None:
-            answer["gradient_check"] = check
+            answer["gradient_check"] = {
+                "epsilon": check.epsilon,
+                "max_relative_error": check.max_relative_error,
+                # a dense layer without a bias has always answered "db": null here
+                "layers": [
+                    ({"db": None} if layer.kind == "dense" else {}) | errors
+                    for layer, errors in zip(self.problem.layers, check.layers)
+                ],
+            }
         return answer
 
 
@@ -160,7 +149,9 @@ class NetworkProblemSchema(StrictSchema):
         },
     )
     layers = BoundedList(
-        fields.Nested(LayerSchema),
+        LayerField(
+            metadata={"description": "one layer; its type (absent: dense) says which fields"}
+        ),
         MAX_LAYERS,
         "layers",
         required=True,
@@ -245,19 +236,16 @@ def gradients_request(
 ) -> GradientsRequest:
     """The validated fields of a NetworkProblemSchema, as canonical arrays."""
     c = CONVENTIONS[data["convention"]]
+    layers, width = [], c.batch_and_units(data["inputs"].shape)[1]
+    for layer in data["layers"]:
+        core_layer = LAYER_TYPES[layer["type"]].to_core(layer, c, width)
+        layers.append(core_layer)
+        width = core_layer.units_out(width)
     return GradientsRequest(
         problem=Problem(
             inputs=c.data(data["inputs"]),
             targets=_canonical(c, data["targets"]),
-            layers=tuple(
-                Layer(
-                    weights=c.weights(layer["weights"]),
-                    biases=None if layer["biases"] is None else layer["biases"].reshape(-1),
-                    activation=layer["activation"],
-                    kind=layer["type"],
-                )
-                for layer in data["layers"]
-            ),
+            layers=tuple(layers),
             loss=data["loss"],
             reduction=data["reduction"],
             l2=data["l2"],
@@ -265,9 +253,7 @@ def gradients_request(
             upstream=_canonical(c, data["upstream"]),
         ),
         convention=c,
-        bias_shapes=tuple(
-            None if layer["biases"] is None else layer["biases"].shape for layer in data["layers"]
-        ),
+        layouts=tuple(LAYER_TYPES[layer["type"]].layouts(layer) for layer in data["layers"]),
         include=tuple(dict.fromkeys(include)),
         learning_rate=learning_rate,
         gradient_check=gradient_check,
@@ -280,34 +266,51 @@ def _canonical(c: Convention, array: np.ndarray | None) -> np.ndarray | None:
 
 
 class LayerGradientsSchema(StrictSchema):
-    z = Array(ndims=(2,), metadata={"description": "pre-activation, when included"})
+    z = Array(ndims=(2,), metadata={"description": "the layer's output before its activation"})
     a = Array(ndims=(2,), metadata={"description": "activation (included by default)"})
     dz = Array(ndims=(2,), metadata={"description": "dL/dz, when included"})
     dx = Array(
         ndims=(2,),
         metadata={"description": "dL/d(the layer's input), in the inputs' layout, when included"},
     )
-    dW = Array(
-        ndims=(2,), required=True, metadata={"description": "in the client's weights layout"}
-    )
+    dW = Array(ndims=(2,), metadata={"description": "dense: in the client's weights layout"})
     db = Array(
         ndims=(1, 2),
-        metadata={"description": "in the client's bias shape; absent for a layer without a bias"},
+        metadata={"description": "dense: in the client's bias shape; absent without a bias"},
+    )
+    dgamma = Array(ndims=(1, 2), metadata={"description": "norms: in the shape gamma was sent"})
+    dbeta = Array(ndims=(1, 2), metadata={"description": "norms: in the shape beta was sent"})
+    running_mean = Array(
+        ndims=(1, 2),
+        metadata={"description": "batchnorm in train mode, when sent: updated, in the shape sent"},
+    )
+    running_var = Array(
+        ndims=(1, 2),
+        metadata={"description": "batchnorm in train mode, when sent: updated, in the shape sent"},
+    )
+    mask = Array(
+        ndims=(2,),
+        metadata={"description": "dropout with a seed: the mask drawn, in the inputs' layout"},
     )
 
 
 class UpdatedLayerSchema(StrictSchema):
-    weights = Array(ndims=(2,), required=True)
-    biases = Array(ndims=(1, 2), metadata={"description": "absent for a layer without a bias"})
+    """A layer's parameters after one step of gradient descent, in the shapes sent."""
+
+    weights = Array(ndims=(2,), metadata={"description": "dense"})
+    biases = Array(ndims=(1, 2), metadata={"description": "dense; absent without a bias"})
+    gamma = Array(ndims=(1, 2), metadata={"description": "norms"})
+    beta = Array(ndims=(1, 2), metadata={"description": "norms"})
 
 
 class LayerCheckSchema(StrictSchema):
-    dW = Number(required=True, metadata={"description": "largest relative error over dW"})
-    db = Number(
-        required=True,
-        allow_none=True,
-        metadata={"description": "largest relative error over db; null without a bias"},
-    )
+    """The largest relative error over each of the layer's gradients."""
+
+    dW = Number(metadata={"description": "dense"})
+    db = Number(allow_none=True, metadata={"description": "dense; null without a bias"})
+    dgamma = Number(metadata={"description": "norms"})
+    dbeta = Number(metadata={"description": "norms"})
+    dx = Number(metadata={"description": 'when "dx" is included'})
 
 
 class GradientCheckSchema(StrictSchema):

@@ -12,6 +12,7 @@ from service.core import ALIASES, LOSSES
 
 from .conventions import CONVENTIONS, Convention
 from .fields import shape_text
+from .layers import LAYER_TYPES
 
 #: probability targets for cross_entropy must sum to 1 within this
 PROBABILITY_TOLERANCE = 1e-6
@@ -38,15 +39,12 @@ def shape_errors(data: dict) -> dict:
 
     layer_errors: dict = {}
     for i, layer in enumerate(data["layers"]):
-        weights, biases = layer["weights"], layer["biases"]
-        n_in, n_out = c.fan_in_and_out(weights.shape)
-        if n_in != width:
-            layer_errors[i] = {"weights": [_chaining_message(c, weights.shape, width, source)]}
+        chained = LAYER_TYPES[layer["type"]].chain(layer, c, batch, width, source)
+        if chained.errors:
+            layer_errors[i] = chained.errors
+        if chained.n_out is None:
             break  # later layers cannot be checked against a broken chain
-        problem = None if biases is None else c.bias_problem(biases.shape, n_out, batch)
-        if problem:
-            layer_errors[i] = {"biases": [problem]}
-        width, source = n_out, f"layer {i} has {n_out} units"
+        width, source = chained.n_out, f"layer {i} has {chained.n_out} units"
     if layer_errors:
         errors["layers"] = layer_errors
         return errors
@@ -95,24 +93,6 @@ def _upstream_errors(c: Convention, upstream: np.ndarray, batch: int, n_out: int
     if upstream.shape == expected[::-1]:
         message += " It looks transposed."
     return {"upstream": [message]}
-
-
-def _chaining_message(c: Convention, shape: tuple, width: int, source: str) -> str:
-    expected = shape_text(c.weights_shape(width, "n_out"))
-    message = (
-        f"got shape {shape_text(shape)}, but {source}, so the weights must be {expected} "
-        f"in the {c.name!r} convention (z = {c.formula})."
-    )
-    rows_first = c.weights_shape(width, 0)[0] == width
-    if (shape[1] if rows_first else shape[0]) == width:
-        others = [
-            name for name, o in CONVENTIONS.items() if o.weights_out_by_in != c.weights_out_by_in
-        ]
-        message += (
-            f' These weights look transposed: transpose them, or set "convention" to '
-            f"{' or '.join(repr(o) for o in others)} if that is the layout you use."
-        )
-    return message
 
 
 def _target_errors(c: Convention, data: dict, batch: int, n_out: int) -> dict:

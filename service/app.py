@@ -59,6 +59,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     api.ma_plugin.converter.add_attribute_function(openapi.array_to_openapi)
     api.ma_plugin.converter.add_attribute_function(openapi.nullable_nested_to_openapi)
     api.ma_plugin.converter.add_attribute_function(openapi.nullable_enum_to_openapi)
+    api.ma_plugin.converter.add_attribute_function(openapi.layer_to_openapi)
+    openapi.register_layer_types(api.spec)
     # /v1/check answers one of two documents, so they are registered by name
     api.spec.components.schema("CheckResponse", schema=CheckResponseSchema)
     api.spec.components.schema("GradescopeResults", schema=GradescopeResultsSchema)

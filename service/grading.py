@@ -23,7 +23,9 @@ from service.core.network import forward
 if TYPE_CHECKING:
     from schemas.gradients import GradientsRequest
 
-FIELD_ORDER = ("z", "a", "dz", "dW", "db")
+FIELD_ORDER = ("z", "a", "dz", "dx", "dW", "db", "dgamma", "dbeta")
+#: gradients of vector parameters: (n,) and (1, n) are the same to a row-sample convention
+VECTORS = ("db", "dgamma", "dbeta")
 DIAGNOSES = (
     "not_reduced_over_batch",
     "averaged_instead_of_summed",
@@ -115,7 +117,10 @@ class Grader:
         self.deadline = deadline
         with np.errstate(all="ignore"):
             self._forward = forward(request.problem, deadline)  # shared by the mistaken passes
-        self.reference: Gradients = compute_gradients(request.problem, self._forward, deadline)
+        self.keep_dx = "dx" in request.include
+        self.reference: Gradients = compute_gradients(
+            request.problem, self._forward, deadline, keep_dx=self.keep_dx
+        )
         self._variants: list[Variant] = []
         self._variant_source: Iterator[Variant] | None = None
 
@@ -128,7 +133,9 @@ class Grader:
         """The catalogue, computed on first use and remembered for the next field."""
         yield from self._variants
         if self._variant_source is None:
-            self._variant_source = variants(self.request.problem, self._forward, self.deadline)
+            self._variant_source = variants(
+                self.request.problem, self._forward, self.deadline, keep_dx=self.keep_dx
+            )
         while True:
             self.deadline.check()
             with np.errstate(all="ignore"):
@@ -204,7 +211,7 @@ class Grader:
         n = expected.size
         interchangeable = {(n,), (1, n)}
         if (
-            name == "db"
+            name in VECTORS
             and not self.strict_shapes
             and not self.c.samples_are_columns
             and {submitted.shape, expected.shape} <= interchangeable
@@ -368,6 +375,14 @@ class Grader:
                 "columns": "dW = dz @ a_prev.T.",
             }[self.c.name],
             "db": f"db = np.sum(dz, axis={axis}, keepdims=True).",
+            "dx": {
+                "numpy": "dx = dz @ W.T for a dense layer",
+                "torch": "dx = dz @ W for a dense layer",
+                "columns": "dx = W.T @ dz for a dense layer",
+            }[self.c.name]
+            + "; each layer's dx is the dL/da of the layer below.",
+            "dgamma": f"dgamma = np.sum(dout * x_hat, axis={axis}), x_hat the normalised input.",
+            "dbeta": f"dbeta = np.sum(dout, axis={axis}).",
         }[name]
         return (
             f"{path} has the right shape but wrong values, and no common mistake explains "

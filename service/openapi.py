@@ -17,6 +17,7 @@ from apispec import BasePlugin
 from marshmallow import fields
 
 from schemas import Array, ProblemDetailsSchema
+from schemas.layers import LAYER_TYPES, LayerField, component_name
 
 from .auth import PROTECTED_PREFIX
 from .errors import PROBLEM_MIMETYPE
@@ -183,7 +184,7 @@ class ContractPlugin(BasePlugin):
 def one_of(*names: str, discriminator: str | None = None, mapping=None) -> dict[str, Any]:
     """A union of named schemas; with ``discriminator`` the property that selects one.
 
-    The layer types to come are a ``one_of(..., discriminator="type", mapping={...})``.
+    A layer is ``one_of(..., discriminator="type", mapping={...})`` (layer_to_openapi).
     """
     union: dict[str, Any] = {"oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in names]}
     if discriminator:
@@ -254,3 +255,24 @@ def nullable_enum_to_openapi(self, field, ret: dict, **kwargs) -> dict:
     del ret["nullable"]
     kind = ret.pop("type")
     return {"anyOf": [{"type": kind, "enum": names}, null_only(kind)]}
+
+
+def register_layer_types(spec) -> None:
+    """Each layer type's schema, which a layer is ``oneOf`` (layer_to_openapi); registered
+    once the custom fields' converters are in place, since these schemas use them."""
+    for kind, layer_type in LAYER_TYPES.items():
+        spec.components.schema(component_name(kind), schema=layer_type.schema)
+
+
+def layer_to_openapi(self, field, ret: dict, **kwargs) -> dict:
+    """A layer object: one of the layer types' schemas, keyed by its ``type``.
+
+    Each type's schema pins ``type`` to its own name (required by every type but
+    dense, where it may be absent), so a validator or a generated client picks
+    exactly one.  No ``discriminator``: OpenAPI's requires the property in every
+    payload, and a layer of today, without ``type``, must stay valid.
+    """
+    if not isinstance(field, LayerField):
+        return {}
+    union = one_of(*(component_name(kind) for kind in LAYER_TYPES))
+    return union if len(LAYER_TYPES) > 1 else {"allOf": union["oneOf"]}

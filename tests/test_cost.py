@@ -21,7 +21,7 @@ from service import create_app
 from service.config import Config
 from service.core.cost import LAYER_COSTS, NetworkShape, dense_shape
 from service.core.layers import KINDS
-from service.core.network import Layer, Problem
+from service.core.network import Problem, dense_layer
 from service.core.request_costs import gradients_cost
 from service.routes import autograder
 from tests.memory_cases import network, thin_wide
@@ -194,7 +194,10 @@ def test_a_bias_free_layer_is_priced_without_its_bias_and_dx_with_its_arrays():
     problem = Problem(
         inputs=np.zeros((100, 30)),
         targets=None,
-        layers=(Layer(np.zeros((30, 20)), None, "relu"), Layer(np.zeros((20, 5)), None, "tanh")),
+        layers=(
+            dense_layer(np.zeros((30, 20)), None, "relu"),
+            dense_layer(np.zeros((20, 5)), None, "tanh"),
+        ),
         loss=None,
         upstream=np.zeros((100, 5)),
     )

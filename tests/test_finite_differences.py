@@ -11,7 +11,7 @@ import itertools
 import numpy as np
 import pytest
 
-from service.core import Layer, Problem, compute_gradients, neuron_terms
+from service.core import Problem, compute_gradients, dense_layer, neuron_terms
 from service.core.neuron import NeuronProblem
 from tests.problems import HIDDEN_ACTIVATIONS, LOSSES, random_targets
 
@@ -25,7 +25,7 @@ def random_problem(seed: int, loss: str, reduction: str, l2: float, activations)
         widths[-1] = max(widths[-1], 2)
     batch = int(rng.integers(1, 5))
     layers = tuple(
-        Layer(
+        dense_layer(
             weights=rng.normal(scale=1 / np.sqrt(widths[i]), size=(widths[i], widths[i + 1])),
             biases=rng.normal(scale=0.5, size=widths[i + 1]),
             activation=act,
@@ -43,7 +43,7 @@ def random_problem(seed: int, loss: str, reduction: str, l2: float, activations)
 
 
 def numerical_gradient(problem: Problem, layer: int, attribute: str) -> np.ndarray:
-    original = getattr(problem.layers[layer], attribute)
+    original = problem.layers[layer].params[attribute]
     gradient = np.zeros_like(original)
     for index in np.ndindex(original.shape):
         losses = []
@@ -51,9 +51,7 @@ def numerical_gradient(problem: Problem, layer: int, attribute: str) -> np.ndarr
             nudged = original.copy()
             nudged[index] += sign * STEP
             layers = list(problem.layers)
-            layers[layer] = Layer(
-                **{**vars(problem.layers[layer]), attribute: nudged},
-            )
+            layers[layer] = problem.layers[layer].with_params(**{attribute: nudged})
             losses.append(
                 compute_gradients(Problem(**{**vars(problem), "layers": tuple(layers)})).loss
             )

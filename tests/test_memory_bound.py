@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 
 from schemas.binary import encode
 from service import allocator, create_app
-from service.core import Layer, Problem, compute_gradients
+from service.core import Problem, compute_gradients, dense_layer
 from service.core.activations import ACTIVATIONS
 from service.core.cost import NetworkShape, passes_parts
 from service.core.losses import LOSSES
@@ -65,7 +65,7 @@ def test_every_pass_holds_less_than_its_estimate(activation, loss):
         inputs=rng.normal(size=(batch, sizes[0])),
         targets=targets,
         layers=tuple(
-            Layer(rng.normal(size=(n_in, n_out)) / n_in**0.5, rng.normal(size=n_out), act)
+            dense_layer(rng.normal(size=(n_in, n_out)) / n_in**0.5, rng.normal(size=n_out), act)
             for n_in, n_out, act in zip(sizes[:-1], sizes[1:], [activation, activation, output])
         ),
         loss=loss,

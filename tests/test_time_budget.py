@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from service import create_app
-from service.core import Layer, LimitExceeded, Problem, compute_gradients
+from service.core import LimitExceeded, Problem, compute_gradients, dense_layer
 from service.core.budget import Deadline
 from tests.memory_cases import network
 
@@ -79,7 +79,7 @@ def test_the_budget_is_checked_before_every_layer_of_both_passes():
         inputs=np.ones((2, 3)),
         targets=np.ones((2, 1)),
         layers=tuple(
-            Layer(np.ones((n_in, n_out)), np.zeros(n_out), "tanh")
+            dense_layer(np.ones((n_in, n_out)), np.zeros(n_out), "tanh")
             for n_in, n_out in [(3, 4), (4, 4), (4, 4), (4, 1)]
         ),
         loss="mse",

@@ -4,7 +4,15 @@ from .activations import ACTIVATIONS, ALIASES, ELEMENTWISE, get_activation
 from .errors import CoreError, LimitExceeded, NonFiniteResult
 from .limits import Limits
 from .losses import LOSSES, REDUCTIONS
-from .network import Gradients, Layer, LayerResult, Problem, compute_gradients, gradient_step
+from .network import (
+    Gradients,
+    Layer,
+    LayerResult,
+    Problem,
+    compute_gradients,
+    dense_layer,
+    gradient_step,
+)
 from .neuron import NeuronProblem, NeuronTerms, neuron_terms
 
 __all__ = [
@@ -24,6 +32,7 @@ __all__ = [
     "NonFiniteResult",
     "Problem",
     "compute_gradients",
+    "dense_layer",
     "get_activation",
     "gradient_step",
     "neuron_terms",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .budget import NO_DEADLINE, Deadline
-from .network import Layer, Problem
+from .network import Layer, Problem, dense_layer
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def generate(spec: ExerciseSpec, deadline: Deadline = NO_DEADLINE) -> Problem:
 
     def layer(n_in: int, n_out: int, activation: str) -> Layer:
         deadline.check()
-        return Layer(
+        return dense_layer(
             weights=rounded(rng.normal(scale=1 / np.sqrt(n_in), size=(n_in, n_out))),
             biases=rounded(rng.normal(scale=0.5, size=n_out)),
             activation=activation,

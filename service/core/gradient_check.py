@@ -8,7 +8,7 @@ the nudged one onward are recomputed for each nudge.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,10 +21,8 @@ EPSILON = 1e-5
 TINY = 1e-8
 
 
-@dataclass(frozen=True)
-class LayerCheck:
-    dW: float  # largest relative error over the layer's weights
-    db: float | None  # largest relative error over the layer's biases; None without a bias
+#: per layer: gradient name (dW, db, dgamma, ..., and dx when checked) -> largest relative error
+LayerCheck = dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -44,21 +42,29 @@ def gradient_check(
     analytic: Gradients,
     epsilon: float = EPSILON,
     deadline: Deadline = NO_DEADLINE,
+    check_dx: bool = False,
 ) -> GradientCheck:
+    """Every parameter's gradient (and, with ``check_dx``, every layer's dx) against
+    central differences of the loss."""
     with np.errstate(all="ignore"):
         inputs_to = _layer_inputs(problem)
         checks = []
         for i, layer in enumerate(problem.layers):
-            errors = {}
+            errors: LayerCheck = {}
+            gradients = KINDS[layer.kind].gradients
             for name in layer.params:
-                grad_name = KINDS[layer.kind].gradients[name]
-                numeric = _numeric(problem, i, name, inputs_to[i], epsilon, deadline)
-                errors[grad_name] = float(
-                    relative_error(analytic.layers[i].grads[grad_name], numeric).max()
-                )
-            checks.append(LayerCheck(dW=errors["dW"], db=errors.get("db")))
-    worst = max(e for c in checks for e in (c.dW, c.db) if e is not None)
+                numeric = _numeric_param(problem, i, name, inputs_to[i], epsilon, deadline)
+                errors[gradients[name]] = _worst(analytic.layers[i].grads[gradients[name]], numeric)
+            if check_dx:
+                numeric = _numeric_input(problem, i, inputs_to[i], epsilon, deadline)
+                errors["dx"] = _worst(analytic.layers[i].dx, numeric)
+            checks.append(errors)
+    worst = max((e for c in checks for e in c.values()), default=0.0)
     return GradientCheck(epsilon=epsilon, max_relative_error=worst, layers=tuple(checks))
+
+
+def _worst(analytic: np.ndarray, numeric: np.ndarray) -> float:
+    return float(relative_error(analytic, numeric).max(initial=0.0))
 
 
 def _layer_inputs(problem: Problem) -> list[np.ndarray]:
@@ -71,13 +77,11 @@ def _layer_inputs(problem: Problem) -> list[np.ndarray]:
 
 
 def _kind_out(layer: Layer, a: np.ndarray) -> np.ndarray:
-    return KINDS[layer.kind].forward(a, layer.params)[0]
+    return KINDS[layer.kind].forward(a, layer.params, layer.settings)[0]
 
 
-def _numeric(
-    problem: Problem, start: int, name: str, a_in: np.ndarray, eps: float, deadline: Deadline
-) -> np.ndarray:
-    original = getattr(problem.layers[start], name)
+def _central(original: np.ndarray, loss_at, eps: float, deadline: Deadline) -> np.ndarray:
+    """d loss / d original, one entry at a time: (loss(x + eps) - loss(x - eps)) / 2 eps."""
     numeric = np.empty_like(original)
     for index in np.ndindex(original.shape):
         deadline.check()
@@ -85,10 +89,28 @@ def _numeric(
         for step in (eps, -eps):
             nudged = original.copy()
             nudged[index] += step
-            layer = replace(problem.layers[start], **{name: nudged})
-            sides.append(_loss_from(problem, start, layer, a_in))
+            sides.append(loss_at(nudged))
         numeric[index] = (sides[0] - sides[1]) / (2 * eps)
     return numeric
+
+
+def _numeric_param(
+    problem: Problem, start: int, name: str, a_in: np.ndarray, eps: float, deadline: Deadline
+) -> np.ndarray:
+    layer = problem.layers[start]
+    return _central(
+        layer.params[name],
+        lambda nudged: _loss_from(problem, start, layer.with_params(**{name: nudged}), a_in),
+        eps,
+        deadline,
+    )
+
+
+def _numeric_input(
+    problem: Problem, start: int, a_in: np.ndarray, eps: float, deadline: Deadline
+) -> np.ndarray:
+    layer = problem.layers[start]
+    return _central(a_in, lambda nudged: _loss_from(problem, start, layer, nudged), eps, deadline)
 
 
 def _loss_from(problem: Problem, start: int, replaced: Layer, a: np.ndarray) -> float:

@@ -50,12 +50,15 @@ def passes_needed(problem: Problem) -> int:
     return 1 + 1 + 2 + len(LAYER_MISTAKES) * per_layer_scopes
 
 
-def variants(problem: Problem, fwd: Forward, deadline: Deadline = NO_DEADLINE) -> Iterator[Variant]:
-    """Every mistake in the catalogue that changes something for this problem."""
+def variants(
+    problem: Problem, fwd: Forward, deadline: Deadline = NO_DEADLINE, keep_dx: bool = False
+) -> Iterator[Variant]:
+    """Every mistake in the catalogue that changes something for this problem
+    (``keep_dx``: each pass keeps every layer's dx, for a submission that has one)."""
     last = len(problem.layers) - 1
 
     def recompute(**mistake) -> Gradients:
-        return backward(problem, fwd, deadline=deadline, **mistake)
+        return backward(problem, fwd, deadline=deadline, keep_dx=keep_dx, **mistake)
 
     def flip_output(i, z, a, dL_da, dz):
         return -dz if i == last else dz

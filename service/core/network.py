@@ -37,19 +37,40 @@ L2_STYLES = ("half", "full")
 
 @dataclass(frozen=True)
 class Layer:
-    weights: Array  # (n_in, n_out)
-    biases: Array | None  # (n_out,), or None for a layer without a bias
-    activation: str
-    kind: str = "dense"
+    """One layer: its kind, its learned parameters, its activation, and its kind's settings.
+
+    ``params`` holds the parameters the layer has, by name, in its kind's order
+    (a dense layer without a bias has no "biases"); each has a gradient
+    (``Kind.gradients``).  ``settings`` holds what is not learned (a norm's eps
+    and running statistics, dropout's mask): the kind reads them, nothing
+    differentiates them.
+    """
+
+    kind: str
+    params: Mapping[str, Array]
+    activation: str = "identity"
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
     @property
-    def params(self) -> dict[str, Array]:
-        """The parameters this layer has, by name, in its kind's order."""
-        names = KINDS[self.kind].gradients
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+    def weights(self) -> Array | None:
+        return self.params.get("weights")
+
+    @property
+    def biases(self) -> Array | None:
+        return self.params.get("biases")
 
     def units_out(self, n_in: int) -> int:
         return KINDS[self.kind].units_out(n_in, self.params)
+
+    def with_params(self, **params: Array) -> Layer:
+        """The same layer with some parameters replaced (a gradient step, a nudge)."""
+        return replace(self, params={**self.params, **params})
+
+
+def dense_layer(weights: Array, biases: Array | None, activation: str) -> Layer:
+    """z = x @ weights (+ biases): weights (n_in, n_out), biases (n_out,) or None."""
+    params = {"weights": weights} if biases is None else {"weights": weights, "biases": biases}
+    return Layer("dense", params, activation)
 
 
 @dataclass(frozen=True)
@@ -73,6 +94,9 @@ class LayerResult:
     dz: Array  # (batch, n_out) dL/dz
     dx: Array | None  # (batch, n_in) dL/d(the layer's input); None unless asked (keep_dx)
     grads: Mapping[str, Array] = field(default_factory=dict)  # gradient name -> array
+    #: arrays the kind answers besides its gradients (batchnorm's updated running
+    #: statistics, dropout's drawn mask), by name
+    state: Mapping[str, Array] = field(default_factory=dict)
 
     @property
     def dW(self) -> Array:
@@ -108,7 +132,7 @@ def forward(problem: Problem, deadline: Deadline = NO_DEADLINE) -> Forward:
     a = problem.inputs
     for layer in problem.layers:
         deadline.check()
-        z, cache = KINDS[layer.kind].forward(a, layer.params)
+        z, cache = KINDS[layer.kind].forward(a, layer.params, layer.settings)
         a = get_activation(layer.activation).forward(z)
         zs.append(z)
         outs.append(a)
@@ -128,9 +152,10 @@ def l2_penalty(problem: Problem, layers: tuple[Layer, ...] | None = None) -> flo
     layers = problem.layers if layers is None else layers
     factor = 0.5 * problem.l2 if problem.l2_style == "half" else problem.l2
     return factor * sum(
-        float(np.sum(getattr(layer, name) ** 2))
+        float(np.sum(layer.params[name] ** 2))
         for layer in layers
         for name in KINDS[layer.kind].regularised
+        if name in layer.params
     )
 
 
@@ -206,8 +231,15 @@ def backward(
         dx, grads = kind.backward(dz, fwd.caches[i], i > 0 or keep_dx)
         if problem.l2:
             for name in kind.regularised:
-                grads[kind.gradients[name]] += l2_factor * getattr(layer, name)
-        results[i] = LayerResult(z=zs[i], a=outs[i], dz=dz, dx=dx if keep_dx else None, grads=grads)
+                grads[kind.gradients[name]] += l2_factor * layer.params[name]
+        results[i] = LayerResult(
+            z=zs[i],
+            a=outs[i],
+            dz=dz,
+            dx=dx if keep_dx else None,
+            grads=grads,
+            state=kind.state(fwd.caches[i], layer.settings),
+        )
         if i > 0:
             dz = activations[i - 1].backward(zs[i - 1], outs[i - 1], dx)
             if dz_rule is not None:
@@ -242,12 +274,11 @@ def gradient_step(problem: Problem, result: Gradients, learning_rate: float) -> 
     """
     with np.errstate(over="ignore", invalid="ignore"):
         layers = tuple(
-            replace(
-                layer,
+            layer.with_params(
                 **{
                     name: value - learning_rate * out.grads[KINDS[layer.kind].gradients[name]]
                     for name, value in layer.params.items()
-                },
+                }
             )
             for layer, out in zip(problem.layers, result.layers)
         )
@@ -256,7 +287,8 @@ def gradient_step(problem: Problem, result: Gradients, learning_rate: float) -> 
             raise NonFiniteResult(
                 "learning_rate",
                 f"the gradient step overflowed to a non-finite value in layer {i}: "
-                f"learning_rate * dW is too large for float64; choose a smaller learning_rate.",
+                "learning_rate times a gradient is too large for float64; "
+                "choose a smaller learning_rate.",
             )
     return layers
 

@@ -21,6 +21,8 @@ from .cost import (
     result_shapes,
 )
 
+#: every gradient a layer kind answers, first parameter's then second's (dense, the norms)
+GRADIENT_ORDER = ("dW", "db", "dgamma", "dbeta")
 #: text of one graded field's result (its message, shapes and errors), generously
 FIELD_TEXT = 2048
 
@@ -37,8 +39,8 @@ def gradients_cost(
     parts = [read_part(body), held(net.elements()), *passes_parts(net)]
     flops = net.flops()
     if gradient_check:
-        parts.append(gradient_check_part(net))
-        flops += gradient_check_flops(net)
+        parts.append(gradient_check_part(net, check_dx="dx" in include))
+        flops += gradient_check_flops(net, check_dx="dx" in include)
     shapes = result_shapes(net, include)
     if "dx" in include:  # each dx is kept for the answer, not freed after its step
         parts.append(
@@ -67,11 +69,15 @@ def gradients_cost(
     return cost_of(parts, flops)
 
 
-def gradient_check_part(net: NetworkShape) -> Part:
-    """Every layer's input, kept for the nudges; one re-run forward pass; a layer's copies."""
+def gradient_check_part(net: NetworkShape, check_dx: bool = False) -> Part:
+    """Every layer's input, kept for the nudges; one re-run forward pass; the copies of the
+    nudged array (a parameter, or with ``check_dx`` a layer's input)."""
     inputs = sum(net.batch * layer.n_in for layer in net.layers[1:])
     widest = max(net.batch * layer.n_out for layer in net.layers)
-    largest = max(prod(shape) for layer in net.layers for shape in layer.parameters)
+    nudged = [prod(shape) for layer in net.layers for shape in layer.parameters]
+    if check_dx:
+        nudged += [net.batch * layer.n_in for layer in net.layers]
+    largest = max(nudged, default=1)
     return Part(
         "the gradient check's layer inputs and re-run forward passes",
         NUMBER * (inputs + 3 * widest + SCRATCH * largest),
@@ -79,21 +85,28 @@ def gradient_check_part(net: NetworkShape) -> Part:
     )
 
 
-def gradient_check_flops(net: NetworkShape) -> int:
-    """Two forward passes from a parameter's layer onward, for every parameter."""
+def gradient_check_flops(net: NetworkShape, check_dx: bool = False) -> int:
+    """Two forward passes from a parameter's layer onward, for every parameter (and, with
+    ``check_dx``, for every number of every layer's input)."""
     costs = net.costs()
     total = 0
     for i, layer in enumerate(net.layers):
-        parameters = sum(prod(shape) for shape in layer.parameters)
-        total += parameters * 2 * sum(cost.forward_flops for cost in costs[i:])
+        nudged = sum(prod(shape) for shape in layer.parameters)
+        if check_dx:
+            nudged += net.batch * layer.n_in
+        total += nudged * 2 * sum(cost.forward_flops for cost in costs[i:])
     return total
 
 
 def field_shape(net: NetworkShape, layer: int, name: str) -> Shape:
     """The shape of one graded field's expected value (canonical; the client's has as many)."""
+    shape = net.layers[layer]
     if name in ("z", "a", "dz"):
-        return (net.batch, net.layers[layer].n_out)
-    return net.layers[layer].parameters[0 if name == "dW" else 1]
+        return (net.batch, shape.n_out)
+    if name == "dx":
+        return (net.batch, shape.n_in)
+    # a gradient: its parameter's shape, parameters in their gradients' order (dW, db; ...)
+    return shape.parameters[min(GRADIENT_ORDER.index(name) % 2, len(shape.parameters) - 1)]
 
 
 def grading_cost(
@@ -108,7 +121,14 @@ def grading_cost(
     remembers each for the next field), and the comparisons of the largest field."""
     shapes = [field_shape(net, layer, name) for layer, name in fields]
     largest = max((prod(shape) for shape in shapes), default=1)
+    if any(name == "dx" for _, name in fields):
+        kept_dx = NUMBER * passes * net.batch * sum(layer.n_in for layer in net.layers)
+        fix = "leave dx out of the submission, or send a smaller batch"
+        dx_part = [Part(f"every layer's dx, kept for each of {passes} passes", kept_dx, fix)]
+    else:
+        dx_part = []
     parts = [
+        *dx_part,
         read_part(body),
         held(net.elements() + submitted, "the problem's and the submission's arrays"),
         *passes_parts(net, passes),

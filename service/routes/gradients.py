@@ -72,7 +72,9 @@ def gradients(request: GradientsRequest):
     result = compute_gradients(request.problem, deadline=deadline, keep_dx="dx" in request.include)
     check = None
     if request.gradient_check:
-        check = gradient_check(request.problem, result, deadline=deadline)
+        check = gradient_check(
+            request.problem, result, deadline=deadline, check_dx="dx" in request.include
+        )
     updated = None
     if request.learning_rate is not None:
         updated = gradient_step(request.problem, result, request.learning_rate)

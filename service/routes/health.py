@@ -6,7 +6,7 @@ from werkzeug.exceptions import ServiceUnavailable
 
 from schemas import HealthSchema, ReadinessSchema
 from service import lifecycle, metrics
-from service.core import Layer, Problem, compute_gradients
+from service.core import Problem, compute_gradients, dense_layer
 
 from .blueprint import Blueprint
 
@@ -17,7 +17,7 @@ operations = FlaskBlueprint("operations", __name__)
 _PROBE = Problem(
     inputs=np.array([[1.0]]),
     targets=np.array([[0.0]]),
-    layers=(Layer(weights=np.array([[2.0]]), biases=np.array([1.0]), activation="identity"),),
+    layers=(dense_layer(weights=np.array([[2.0]]), biases=np.array([1.0]), activation="identity"),),
     loss="half_mse",
 )
 

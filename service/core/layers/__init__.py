@@ -4,8 +4,9 @@ A kind is a small record of pure functions; it keeps no state, so nothing can
 leak between requests or threads.  Canonical shapes: x and out are
 (batch, units), samples are rows.
 
-    forward(x, params)              -> (out, cache)
+    forward(x, params, settings)    -> (out, cache)
     backward(dout, cache, need_dx)  -> (dx or None, {gradient name: array})
+    state(cache, settings)          -> {name: array} the answer carries besides gradients
 
 The cache is a value forward returns and backward is handed, never state on
 the layer.  ``need_dx`` is False for the first layer unless the client asked

@@ -12,6 +12,8 @@ from ..cost import LayerCost, LayerShape
 
 Array = np.ndarray
 Params = Mapping[str, Array]
+#: what the kind reads but nothing differentiates: eps, mode, running statistics, a mask
+Settings = Mapping[str, Any]
 #: whatever forward keeps for backward: a value, never state on the layer
 Cache = Any
 
@@ -25,9 +27,12 @@ class Kind:
     regularised: tuple[str, ...]
     #: (n_in, its parameters) -> units out per sample
     units_out: Callable[[int, Params], int]
-    #: (x, params) -> (out, cache)
-    forward: Callable[[Array, Params], tuple[Array, Cache]]
+    #: (x, params, settings) -> (out, cache)
+    forward: Callable[[Array, Params, Settings], tuple[Array, Cache]]
     #: (dout, cache, need_dx) -> (dx or None, {gradient name: array})
     backward: Callable[[Array, Cache, bool], tuple[Array | None, dict[str, Array]]]
     #: (batch, its shape) -> its cost, before it runs (service.core.cost.LAYER_COSTS)
     cost: Callable[[int, LayerShape], LayerCost]
+    #: (cache, settings) -> arrays the answer carries besides the gradients, by name
+    #: (batchnorm's updated running statistics, dropout's drawn mask)
+    state: Callable[[Cache, Settings], dict[str, Array]] = lambda cache, settings: {}

@@ -12,10 +12,10 @@ from __future__ import annotations
 from math import prod
 
 from ..cost import SCRATCH, LayerCost, LayerShape
-from .base import Array, Kind, Params
+from .base import Array, Kind, Params, Settings
 
 
-def forward(x: Array, params: Params) -> tuple[Array, tuple]:
+def forward(x: Array, params: Params, settings: Settings | None = None) -> tuple[Array, tuple]:
     weights, biases = params["weights"], params.get("biases")
     out = x @ weights
     if biases is not None:

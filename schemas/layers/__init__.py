@@ -1,0 +1,66 @@
+"""Layer types at the boundary: one module per type, one registry, one field that dispatches.
+
+A layer object's ``"type"`` (absent: ``"dense"``) picks its schema here; each
+type's module says which fields it accepts, how it chains onto the layer below
+(its shape rules, with messages), how it becomes the core's canonical
+``Layer``, and in which layout each array of its answer goes back to the
+client.  The core's side of the same type lives in service.core.layers.
+
+Adding a type is adding its module and one line to ``LAYER_TYPES``; the
+request schema, the shape rules' loop, the answer and the OpenAPI document
+(a oneOf keyed by ``type``) take it from there.
+"""
+
+from __future__ import annotations
+
+from marshmallow import ValidationError, fields
+
+from ..fields import Choice, json_type
+from .base import ACTIVATION_NAMES, DATA, WEIGHTS, Chained, LayerType, Layout
+from .dense import DENSE
+
+LAYER_TYPES: dict[str, LayerType] = {kind.name: kind for kind in (DENSE,)}
+
+
+def component_name(kind: str) -> str:
+    """The layer type's schema in the OpenAPI document: DenseLayer, BatchnormLayer, ..."""
+    return f"{kind.capitalize()}Layer"
+
+
+class LayerField(fields.Field):
+    """One layer object, loaded with the schema its ``type`` names.
+
+    The type is read first, so a misspelt type gets a did-you-mean rather than
+    a list of fields some other type would have wanted.
+    """
+
+    default_error_messages = {"invalid": "expected a JSON object (one layer)."}
+
+    def _deserialize(self, value, attr, data, **kwargs) -> dict:
+        if not isinstance(value, dict):
+            raise self.make_error("invalid")
+        kind = value.get("type", "dense")
+        if not isinstance(kind, str):
+            raise ValidationError({"type": [f"expected a layer type name, got {json_type(kind)}."]})
+        try:
+            Choice(LAYER_TYPES, "layer type")(kind)
+        except ValidationError as error:
+            raise ValidationError({"type": error.messages}) from None
+        layer = LAYER_TYPES[kind].schema().load(value)
+        layer["type"] = kind
+        if layer.get("activation") is None:
+            layer["activation"] = LAYER_TYPES[kind].default_activation
+        return layer
+
+
+__all__ = [
+    "ACTIVATION_NAMES",
+    "DATA",
+    "LAYER_TYPES",
+    "WEIGHTS",
+    "Chained",
+    "LayerField",
+    "LayerType",
+    "Layout",
+    "component_name",
+]

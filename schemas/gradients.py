@@ -9,7 +9,7 @@ client's own shapes.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
@@ -26,7 +26,7 @@ from service.core import (
 )
 from service.core.gradient_check import GradientCheck
 from service.core.layers import KINDS
-from service.core.network import L2_STYLES
+from service.core.network import L2_STYLES, output_shape
 
 from .base import StrictSchema
 from .conventions import CONVENTIONS, Convention
@@ -40,7 +40,7 @@ from .fields import (
     one_of,
     positive_number,
 )
-from .shape_rules import shape_errors
+from .shape_rules import labels_sent, shape_errors
 
 INCLUDABLE = ("z", "a", "dz", "dx")
 ENCODINGS = ("json", "base64")
@@ -137,13 +137,14 @@ class NetworkProblemSchema(StrictSchema):
         metadata={"description": ("(batch, n_in) in numpy and torch; (n_in, batch) in columns.")},
     )
     targets = Array(
-        ndims=(1, 2),  # 1-D is parsed only to be refused with the shape rules' advice
-        documented_ndims=(2,),
+        ndims=(1, 2),  # 1-D: class labels, or refused with the shape rules' advice
         load_default=None,
         metadata={
             "description": (
-                "(batch, n_out) in numpy and torch; (n_out, batch) in columns. Required with "
-                "loss; leave both out when sending upstream."
+                "(batch, n_out) in numpy and torch; (n_out, batch) in columns. With "
+                "cross_entropy or svm, also class labels: (batch,) whole numbers in "
+                "0..n_out-1 in every convention ((1, batch) too in columns). hinge: -1 or +1. "
+                "Required with loss; leave both out when sending upstream."
             )
         },
     )
@@ -245,7 +246,7 @@ def gradients_request(
 ) -> GradientsRequest:
     """The validated fields of a NetworkProblemSchema, as canonical arrays."""
     c = CONVENTIONS[data["convention"]]
-    return GradientsRequest(
+    request = GradientsRequest(
         problem=Problem(
             inputs=c.data(data["inputs"]),
             targets=_canonical(c, data["targets"]),
@@ -273,6 +274,13 @@ def gradients_request(
         gradient_check=gradient_check,
         encoding=encoding,
     )
+    problem = request.problem
+    if problem.targets is not None and labels_sent(
+        c, data["targets"], problem.loss, output_shape(problem)[1]
+    ):  # class labels: int64 (batch,) in the core, whatever the client's layout
+        labels = data["targets"].reshape(-1).astype(np.int64)
+        request = replace(request, problem=replace(problem, targets=labels))
+    return request
 
 
 def _canonical(c: Convention, array: np.ndarray | None) -> np.ndarray | None:

@@ -8,6 +8,7 @@ labels and targets are 422s at the path ``targets`` naming the first bad index a
 
 from __future__ import annotations
 
+import base64
 import itertools
 
 import numpy as np
@@ -132,6 +133,16 @@ def test_labels_with_l2_in_both_styles_match_torch(client, loss, l2_style):
         request["layers"], expected["layers"], answer["updated_layers"]
     ):
         assert_close(updated["weights"], np.array(sent["weights"]) - 0.5 * grads["dW"], "W")
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "svm"])
+def test_labels_in_the_binary_form_and_the_gradient_check_work_too(client, loss):
+    request = with_labels(8, "numpy", loss) | {"gradient_check": True}
+    labels = np.array(request["targets"], dtype="<f8")
+    binary = {"dtype": "float64", "shape": [labels.size], "data": base64.b64encode(labels).decode()}
+    answer = post(client, request | {"targets": binary})
+    assert answer["gradient_check"]["max_relative_error"] < 1e-6
+    assert_matches_torch(answer, request)
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "softmax"])

@@ -39,7 +39,7 @@ from .fields import (
     positive_number,
 )
 from .layers import DATA, LAYER_TYPES, WEIGHTS, LayerField, Layout
-from .shape_rules import shape_errors
+from .shape_rules import labels_sent, shape_errors
 
 INCLUDABLE = ("z", "a", "dz", "dx")
 ENCODINGS = ("json", "base64")
@@ -126,13 +126,14 @@ class NetworkProblemSchema(StrictSchema):
         metadata={"description": ("(batch, n_in) in numpy and torch; (n_in, batch) in columns.")},
     )
     targets = Array(
-        ndims=(1, 2),  # 1-D is parsed only to be refused with the shape rules' advice
-        documented_ndims=(2,),
+        ndims=(1, 2),  # 1-D: class labels, or refused with the shape rules' advice
         load_default=None,
         metadata={
             "description": (
-                "(batch, n_out) in numpy and torch; (n_out, batch) in columns. Required with "
-                "loss; leave both out when sending upstream."
+                "(batch, n_out) in numpy and torch; (n_out, batch) in columns. With "
+                "cross_entropy or svm, also class labels: (batch,) whole numbers in "
+                "0..n_out-1 in every convention ((1, batch) too in columns). hinge: -1 or +1. "
+                "Required with loss; leave both out when sending upstream."
             )
         },
     )
@@ -241,10 +242,15 @@ def gradients_request(
         core_layer = LAYER_TYPES[layer["type"]].to_core(layer, c, width)
         layers.append(core_layer)
         width = core_layer.units_out(width)
+    targets = data["targets"]
+    if targets is not None and labels_sent(c, targets, data["loss"], width):
+        targets = targets.reshape(-1).astype(np.int64)  # class labels: (batch,) in the core
+    else:
+        targets = _canonical(c, targets)
     return GradientsRequest(
         problem=Problem(
             inputs=c.data(data["inputs"]),
-            targets=_canonical(c, data["targets"]),
+            targets=targets,
             layers=tuple(layers),
             loss=data["loss"],
             reduction=data["reduction"],

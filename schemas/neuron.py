@@ -68,6 +68,10 @@ class NeuronRequestSchema(StrictSchema):
                 )
             if not 0.0 <= data["y"] <= 1.0:
                 raise ValidationError({"y": [f"bce needs y in [0, 1]; got {data['y']:g}."]})
+        if data["loss"] == "hinge" and data["y"] not in (-1.0, 1.0):
+            raise ValidationError(
+                {"y": [f"hinge needs y = -1 or +1; got {data['y']:g}. For a 0/1 y send 2y - 1."]}
+            )
 
     @post_load
     def _to_problem(self, data, **kwargs) -> NeuronProblem:

@@ -220,10 +220,15 @@ REFUSED = {
         {**BODIES["/v1/gradients"], "inputs": [0.5, -1.0]},
         "inputs",
     ),
-    "1-D-targets": (
+    # 1-D targets are documented now (class labels for cross_entropy and svm); a 1-D
+    # upstream is still parsed only to be refused with the shape rules' advice
+    "1-D-upstream": (
         "/v1/gradients",
-        {**BODIES["/v1/gradients"], "targets": [1.0, 0.0]},
-        "targets",
+        {
+            **{k: v for k, v in BODIES["/v1/gradients"].items() if k not in ("targets", "loss")},
+            "upstream": [1.0, 0.0],
+        },
+        "upstream",
     ),
     "seed-7.0": ("/v1/exercises", {**BODIES["/v1/exercises"], "seed": 7.0}, "seed"),
     "batch_size-4.0": (
@@ -259,6 +264,17 @@ def test_a_submission_with_a_null_layer_is_accepted_by_both(client):
 
     assert document_accepts("/v1/check", body)
     assert client.post("/v1/check", json=body).status_code == 200
+
+
+def test_class_labels_are_accepted_by_the_document_and_the_service(client):
+    body = {
+        **BODIES["/v1/gradients"],
+        "targets": [2, 0],
+        "layers": [{"weights": [[0.1, -0.2, 0.3], [0.4, 0.5, -0.6]], "activation": "identity"}],
+        "loss": "svm",
+    }
+    assert document_accepts("/v1/gradients", body)
+    assert client.post("/v1/gradients", json=body).status_code == 200
 
 
 def test_an_integer_field_sent_as_7_0_is_refused_with_how_to_write_it(client):

@@ -93,10 +93,18 @@ def reference(request: dict) -> dict:
 
 
 def _loss(request: dict, z: torch.Tensor, a: torch.Tensor, columns: bool) -> torch.Tensor:
-    y = torch.tensor(request["targets"])
     reduction = request.get("reduction", "mean")
-    z_rows, a_rows, y_rows = (t.T if columns else t for t in (z, a, y))
+    z_rows, a_rows = (t.T if columns else t for t in (z, a))
     loss_name = request["loss"]
+    if _class_labels(request, z_rows.shape[1], columns):
+        labels = torch.tensor(np.reshape(request["targets"], -1), dtype=torch.long)
+        if loss_name == "cross_entropy":
+            return F.cross_entropy(z_rows, labels, reduction=reduction)
+        if loss_name == "svm":
+            return _svm(a_rows, labels, reduction)
+        raise ValueError(f"{loss_name} takes no class labels")
+    y = torch.tensor(request["targets"])
+    y_rows = y.T if columns else y
     if loss_name == "mse":
         return F.mse_loss(a_rows, y_rows, reduction=reduction)
     if loss_name == "half_mse":
@@ -105,7 +113,32 @@ def _loss(request: dict, z: torch.Tensor, a: torch.Tensor, columns: bool) -> tor
         return F.binary_cross_entropy_with_logits(z_rows, y_rows, reduction=reduction)
     if loss_name == "cross_entropy":
         return F.cross_entropy(z_rows, y_rows, reduction=reduction)
+    if loss_name == "svm":  # one-hot rows: the class is where the 1 is
+        return _svm(a_rows, y_rows.argmax(dim=1), reduction)
+    if loss_name == "hinge":
+        per_element = F.relu(1.0 - y_rows * a_rows)
+        return per_element.mean() if reduction == "mean" else per_element.sum()
     raise ValueError(loss_name)
+
+
+def _class_labels(request: dict, classes: int, columns: bool) -> bool:
+    """The contract's rule: (batch,), or (1, batch) in columns with more than one class."""
+    if request["loss"] not in ("cross_entropy", "svm"):
+        return False
+    shape = np.shape(request["targets"])
+    return len(shape) == 1 or (columns and shape[0] == 1 and classes > 1)
+
+
+def _svm(scores: torch.Tensor, labels: torch.Tensor, reduction: str) -> torch.Tensor:
+    """CS231n's multiclass SVM: per sample, sum over j != y of max(0, s_j - s_y + 1).
+
+    max(0, .) is F.relu, whose derivative at exactly 0 is 0 as in CS231n's svm_loss
+    (margins > 0) and torch's multi_margin_loss; torch.clamp's would be 1.
+    """
+    correct = scores.gather(1, labels[:, None])
+    others = torch.ones_like(scores).scatter(1, labels[:, None], 0.0)
+    per_sample = (F.relu(scores - correct + 1.0) * others).sum(dim=1)
+    return per_sample.mean() if reduction == "mean" else per_sample.sum()
 
 
 def assert_close(actual, expected, what: str, rtol: float = 1e-9) -> None:

@@ -125,10 +125,12 @@ class NetworkShape:
     batch: int
     n_in: int
     layers: tuple[LayerShape, ...]
+    #: the targets are class labels: batch numbers, not batch x n_out
+    labels: bool = False
 
     @classmethod
     def of(cls, problem) -> NetworkShape:
-        """A core.Problem's shapes, whatever its layers' kinds."""
+        """A core.Problem's shapes, whatever its layers' kinds and its targets' form."""
         layers, n_in = [], problem.inputs.shape[1]
         for layer in problem.layers:
             n_out = layer.units_out(n_in)
@@ -136,7 +138,8 @@ class NetworkShape:
             layers.append(LayerShape(layer.kind, n_in, n_out, shapes, layer.activation))
             n_in = n_out
         batch, n_in = problem.inputs.shape
-        return cls(batch=batch, n_in=n_in, layers=tuple(layers))
+        labels = problem.targets is not None and problem.targets.ndim == 1
+        return cls(batch=batch, n_in=n_in, layers=tuple(layers), labels=labels)
 
     @classmethod
     def of_sizes(cls, batch: int, sizes: Sequence[int], activations: Sequence[str]):
@@ -152,8 +155,9 @@ class NetworkShape:
         return sum(prod(shape) for layer in self.layers for shape in layer.parameters)
 
     def elements(self) -> int:
-        """Numbers the request's arrays hold: inputs, targets, parameters."""
-        return self.batch * (self.n_in + self.n_out) + self.parameters()
+        """Numbers the request's arrays hold: inputs, targets (or upstream), parameters."""
+        targets = self.batch if self.labels else self.batch * self.n_out
+        return self.batch * self.n_in + targets + self.parameters()
 
     def costs(self) -> list[LayerCost]:
         return [LAYER_COSTS[layer.kind](self.batch, layer) for layer in self.layers]

@@ -59,6 +59,8 @@ def generate(spec: ExerciseSpec, deadline: Deadline = NO_DEADLINE) -> Problem:
 def _targets(rng, loss: str, batch: int, n_out: int, rounded) -> np.ndarray:
     if loss == "bce":
         return rng.integers(0, 2, size=(batch, n_out)).astype(np.float64)
-    if loss == "cross_entropy":
+    if loss in ("cross_entropy", "svm"):
         return np.eye(n_out)[rng.integers(0, n_out, size=batch)]  # one-hot rows
+    if loss == "hinge":
+        return 2.0 * rng.integers(0, 2, size=(batch, n_out)) - 1.0  # -1 or +1
     return rounded(rng.normal(size=(batch, n_out)))

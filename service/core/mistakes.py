@@ -19,7 +19,8 @@ import numpy as np
 
 from .activations import ALIASES
 from .budget import NO_DEADLINE, Deadline
-from .network import Forward, Gradients, Problem, backward, loss_scale
+from .losses import minus_targets
+from .network import Forward, Gradients, Problem, backward, loss_scale, output_shape
 
 Array = np.ndarray
 
@@ -82,7 +83,7 @@ def variants(
 
 
 def _scale_variants(problem: Problem, recompute) -> Iterator[Variant]:
-    batch, n_out = problem.targets.shape
+    batch, n_out = output_shape(problem)
     counts = sorted({batch, batch * n_out} - {1})
     if problem.reduction == "sum":
         for n in counts:
@@ -121,7 +122,7 @@ def _derivative_of_raw_error(problem, i, z, a, dL_da, dz):
     # the same, with the output's error taken as a - y whatever the loss and reduction
     # (the seed's dh2 = h2 - y), and the error coming back to a hidden layer as it is
     is_output = i == len(problem.layers) - 1
-    error = a - problem.targets if is_output else dL_da()
+    error = minus_targets(a, problem.targets) if is_output else dL_da()
     return OUTPUT_FORM_DERIVATIVES[_activation(problem, i)](error)
 
 

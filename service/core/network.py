@@ -4,6 +4,7 @@ The core is stateless and sees canonical shapes only (the schemas convert the
 client's convention in and back out):
 
     inputs  (batch, n_in)      targets, upstream (batch, n_out)
+                               or targets as int64 class labels (batch,)
     each layer: z = kind.forward(a_prev, params), a = f(z)
 
 Backward, for every layer from the last:
@@ -76,7 +77,9 @@ def dense_layer(weights: Array, biases: Array | None, activation: str) -> Layer:
 @dataclass(frozen=True)
 class Problem:
     inputs: Array  # (batch, n_in)
-    targets: Array | None  # (batch, n_out); None when upstream is sent
+    #: (batch, n_out), or int64 class labels (batch,) for a loss that takes them
+    #: (service.core.losses); None when upstream is sent
+    targets: Array | None
     layers: tuple[Layer, ...]
     loss: str | None
     reduction: str = "mean"
@@ -144,8 +147,16 @@ def loss_scale(problem: Problem) -> float:
     """The factor the reduction applies to the summed loss and to dL/dz (1 with upstream)."""
     if problem.upstream is not None:
         return 1.0
-    batch, n_out = problem.targets.shape
+    batch, n_out = output_shape(problem)
     return LOSSES[problem.loss].reduce_scale(problem.reduction, batch, n_out)
+
+
+def output_shape(problem: Problem) -> tuple[int, int]:
+    """(batch, n_out) of the last layer's output, whether the targets are dense or labels."""
+    batch, n = problem.inputs.shape
+    for layer in problem.layers:
+        n = layer.units_out(n)
+    return batch, n
 
 
 def l2_penalty(problem: Problem, layers: tuple[Layer, ...] | None = None) -> float:

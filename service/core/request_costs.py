@@ -152,7 +152,7 @@ def exercise_cost(net: NetworkShape, loss: str) -> Cost:
     data = [(net.batch, net.n_in), (net.batch, net.n_out)]
     problem = data + [shape for layer in net.layers for shape in layer.parameters]
     drawn = max(prod(shape) for shape in problem)  # each draw, then its rounded copy
-    if loss == "cross_entropy":
+    if loss in ("cross_entropy", "svm"):
         drawn = max(drawn, net.n_out**2 + net.batch * net.n_out)  # one-hot rows of an identity
     fix = "ask for a smaller batch_size, or fewer and narrower layers"
     parts = [

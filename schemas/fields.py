@@ -203,7 +203,7 @@ class Array(fields.Field):
         if value is None or binary.is_binary(value):
             return value  # already in the binary form the client asked for
         value = np.asarray(value, dtype=np.float64)
-        # service.json serialises ndarrays natively; a bare number stays a number.
+        # service.http.json serialises ndarrays natively; a bare number stays a number.
         return float(value) if value.ndim == 0 else value
 
 

@@ -17,8 +17,8 @@ from apispec import BasePlugin
 from marshmallow import fields
 
 from schemas import Array, ProblemDetailsSchema
+from service.operations.auth import PROTECTED_PREFIX
 
-from .auth import PROTECTED_PREFIX
 from .errors import PROBLEM_MIMETYPE
 
 SECURITY_SCHEME = "bearerAuth"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from marshmallow import ValidationError, fields, post_dump, post_load, validate, validates_schema
 
-from service.grading import DIAGNOSES, Submission, Tolerance
+from service.core.submission import DIAGNOSES, Submission, Tolerance
 
 from .base import StrictSchema
 from .fields import MAX_LAYERS, Array, BoundedList, Flag, Number, one_of

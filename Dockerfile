@@ -33,4 +33,4 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8000') + '/healthz', timeout=2)"]
 
-CMD ["gunicorn", "--config", "python:service.gunicorn_conf", "service:create_app()"]
+CMD ["gunicorn", "--config", "python:service.operations.gunicorn_conf", "service:create_app()"]

@@ -48,7 +48,7 @@ class Server:
             [
                 str(BIN / "gunicorn"),
                 "--config",
-                "python:service.gunicorn_conf",
+                "python:service.operations.gunicorn_conf",
                 *args,
                 "service:create_app()",
             ],

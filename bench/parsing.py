@@ -3,7 +3,7 @@
 python -m bench.parsing  (about a minute; every pair timed interleaved in one process)
 
 - a 24 MB body of numbers just over GRADIENT_MAX_ELEMENTS: refused from its text
-  (service.prescan), against the same request with the scan switched off (the
+  (service.http.prescan), against the same request with the scan switched off (the
   full parse, then the core's element check: what the service did before), and
   against orjson's parse alone;
 - the duplicate-key check of a /v1/check body whose submission.layers starts
@@ -25,7 +25,7 @@ from unittest import mock
 import numpy as np
 
 from service import create_app
-from service.json import decode
+from service.http.json import decode
 
 from .timing import interleaved
 
@@ -75,7 +75,7 @@ def ms(seconds: float) -> str:
 
 
 def early_refusal() -> None:
-    from service.prescan import numbers_in_text
+    from service.http.prescan import numbers_in_text
 
     body = over_limit_body()
     client = create_app({"TESTING": True, "RATELIMIT_ENABLED": False}).test_client()
@@ -85,7 +85,7 @@ def early_refusal() -> None:
         assert "refused before parsing" in response.get_json()["detail"]
 
     def parsed() -> None:
-        with mock.patch("service.body.numbers_over", return_value=0):
+        with mock.patch("service.http.body.numbers_over", return_value=0):
             response = client.post("/v1/gradients", data=body, headers=JSON)
         assert "the arrays hold" in response.get_json()["detail"]
 
@@ -99,7 +99,7 @@ def early_refusal() -> None:
         repeats=5,
     )
     print(f"\n24 MB body over the element limit ({len(body) / 1e6:.1f} MB, 4,120,004 numbers)")
-    print(f"  text scan alone (service.prescan)      {ms(stats['scan'].median)}")
+    print(f"  text scan alone (service.http.prescan)      {ms(stats['scan'].median)}")
     print(f"  orjson parse alone                     {ms(stats['parse'].median)}")
     print(f"  request refused from the text (now)    {ms(stats['refused'].median)}")
     print(f"  request refused after parsing (before) {ms(stats['parsed'].median)}")
@@ -108,7 +108,7 @@ def early_refusal() -> None:
 
 
 def duplicate_check() -> None:
-    from service.duplicates import first_duplicate, first_duplicate_exact
+    from service.http.duplicates import first_duplicate, first_duplicate_exact
 
     body = check_body()
     data = decode(body)
@@ -116,7 +116,9 @@ def duplicate_check() -> None:
 
     def request(exact: bool) -> None:
         if exact:
-            with mock.patch("service.body.first_duplicate", lambda b, d: first_duplicate_exact(b)):
+            with mock.patch(
+                "service.http.body.first_duplicate", lambda b, d: first_duplicate_exact(b)
+            ):
                 assert client.post("/v1/check", data=body, headers=JSON).status_code == 200
         else:
             assert client.post("/v1/check", data=body, headers=JSON).status_code == 200

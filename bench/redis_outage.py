@@ -50,7 +50,7 @@ def start_gunicorn(redis_url: str, log) -> tuple[str, subprocess.Popen]:
     }
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     process = subprocess.Popen(
-        [gunicorn, "-c", "python:service.gunicorn_conf", "service:create_app()"],
+        [gunicorn, "-c", "python:service.operations.gunicorn_conf", "service:create_app()"],
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -10,7 +10,7 @@ import time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from service.allocator import keep_freed_memory
+from service.operations.allocator import keep_freed_memory
 
 from . import core, http, memory, requests, slowclients
 from .report import Report

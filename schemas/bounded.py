@@ -3,7 +3,7 @@
 A message may quote the client's text (an unknown name, a string where a number
 belongs) but never more than QUOTE_LIMIT characters of it, with a visible
 marker and the full length; the work spent on a bad request stops growing
-after the first few dozen errors.  (service.errors caps the problem document
+after the first few dozen errors.  (service.http.errors caps the problem document
 itself: how many entries, how long a path.)
 """
 

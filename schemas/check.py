@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from marshmallow import ValidationError, fields, post_dump, post_load, validate, validates_schema
 
-from service.grading import DIAGNOSES, Submission, Tolerance
+from service.core.submission import DIAGNOSES, Submission, Tolerance
 
 from .base import StrictSchema
 from .fields import MAX_LAYERS, Array, BoundedList, Flag, Number, one_of
@@ -163,7 +163,7 @@ class FieldResultSchema(StrictSchema):
     max_rel_error = Number(
         allow_none=True, metadata={"description": "over the entries whose expected value is not 0"}
     )
-    # null for a passing field: documented as anyOf the names and null (service.openapi)
+    # null for a passing field: documented as anyOf the names and null (service.http.openapi)
     diagnosis = fields.String(allow_none=True, metadata={"enum": list(DIAGNOSES)})
     message = fields.String(required=True)
     expected = Array(ndims=(0, 1, 2), metadata={"description": "only with reveal: true"})

@@ -15,6 +15,8 @@ import msgspec
 import numpy as np
 from marshmallow import ValidationError, fields, utils, validate
 
+from service.core.shapes import shape_text  # also imported from here by the schemas
+
 from . import binary
 from .bounded import LIST_ERROR_LIMIT, did_you_mean, quoted
 
@@ -34,12 +36,6 @@ def json_type(value: Any) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
-
-
-def shape_text(shape: Iterable[int]) -> str:
-    """(3,) and (4, 1), the way NumPy prints shapes."""
-    shape = tuple(shape)
-    return f"({shape[0]},)" if len(shape) == 1 else "(" + ", ".join(map(str, shape)) + ")"
 
 
 class Number(fields.Float):
@@ -203,7 +199,7 @@ class Array(fields.Field):
         if value is None or binary.is_binary(value):
             return value  # already in the binary form the client asked for
         value = np.asarray(value, dtype=np.float64)
-        # service.json serialises ndarrays natively; a bare number stays a number.
+        # service.http.json serialises ndarrays natively; a bare number stays a number.
         return float(value) if value.ndim == 0 else value
 
 

@@ -57,7 +57,7 @@ class GradientsRequest:
     include: tuple[str, ...]
     learning_rate: float | None
     gradient_check: bool = False
-    #: "base64": every array of the answer in the binary form (written by service.json)
+    #: "base64": every array of the answer in the binary form (written by service.http.json)
     encoding: str = "json"
 
     def client_array(self, out: LayerResult, layer: int, name: str) -> np.ndarray:

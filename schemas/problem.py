@@ -4,7 +4,7 @@ from marshmallow import Schema, fields
 
 
 class ProblemDetailsSchema(Schema):
-    # the four members service.errors.problem always writes
+    # the four members service.http.errors.problem always writes
     type = fields.String(required=True, metadata={"example": "about:blank"})
     title = fields.String(
         required=True,

@@ -1,7 +1,7 @@
 """The gradient service: ``gunicorn 'service:create_app()'`` serves it.
 
 ``create_app`` is imported on first use, so that importing
-``service.gunicorn_conf`` in gunicorn's master process loads nothing else:
+``service.operations.gunicorn_conf`` in gunicorn's master process loads nothing else:
 the workers must import prometheus_client only after the config has set
 PROMETHEUS_MULTIPROC_DIR.
 """

@@ -10,11 +10,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from schemas import CheckResponseSchema, GradescopeResultsSchema, ProblemDetailsSchema
 
-from . import docs, openapi, ratelimit, requestlog
-from .auth import require_api_key
 from .config import Config
-from .errors import register_error_handlers
-from .json import JsonProvider
+from .http import docs, openapi, requestlog
+from .http.errors import register_error_handlers
+from .http.json import JsonProvider
+from .operations import ratelimit
+from .operations.auth import require_api_key
 from .routes import autograder, gradients, health, page
 
 
@@ -27,7 +28,7 @@ class Api(SmorestApi):
         register_error_handlers(self._app)
 
     def _register_responses(self):
-        # Ours (service.openapi), problem+json with their headers, in place of one per status.
+        # Ours (service.http.openapi), problem+json with their headers, in place of one per status.
         openapi.register_components(self.spec)
 
     def _register_etag_headers(self):

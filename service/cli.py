@@ -113,7 +113,7 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["WEB_CONCURRENCY"] = str(args.workers)
     from gunicorn.app.wsgiapp import run
 
-    sys.argv = ["gunicorn", "--config", "python:service.gunicorn_conf"]
+    sys.argv = ["gunicorn", "--config", "python:service.operations.gunicorn_conf"]
     run()
     return 0
 

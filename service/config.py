@@ -19,9 +19,9 @@
 | GRADIENT_TRUSTED_PROXIES | 0           | proxies in front whose X-Forwarded-For is trusted |
 
 The server's own settings (HOST, PORT, WEB_CONCURRENCY, ...) are read by
-service/gunicorn_conf.py.  Expensive requests (service/ratelimit.py) are those asking for a
-gradient_check and those estimated over GRADIENT_EXPENSIVE_FLOPS; past the store's timeout
-the rate limits fail open (service/ratestore.py).
+service/operations/gunicorn_conf.py.  Expensive requests (service/operations/ratelimit.py)
+are those asking for a gradient_check and those estimated over GRADIENT_EXPENSIVE_FLOPS;
+past the store's timeout the rate limits fail open (service/operations/ratestore.py).
 
 GRADIENT_MAX_REQUEST_BYTES bounds what one request may add to a worker's memory
 at its peak (its body, arrays, every layer's activations and gradients, the
@@ -30,7 +30,7 @@ allocated (service/core/cost.py); over it, a 422 names the largest part.  The
 default is sized so that WEB_CONCURRENCY workers at their peak fit the container's
 memory limit with room.  A worker computes one request at a time (service/worker/),
 so its RSS stays under its idle RSS (48 MiB measured) + the freed memory it keeps for
-the next request (its trim threshold, 256 MiB, service/allocator.py) + this + the
+the next request (its trim threshold, 256 MiB, service/operations/allocator.py) + this + the
 bodies it is reading meanwhile (GUNICORN_BODY_BUFFER_BYTES, 64 MiB, plus 1 MiB per
 thread reading a small one, 32).  The shipped Kubernetes pod (limit 2 GiB,
 WEB_CONCURRENCY 2): 2 x (48 + 256 + 256 + 64 + 32) MiB + the master's 37 MiB =
@@ -113,7 +113,7 @@ class Config:
     OPENAPI_URL_PREFIX = "/"
     OPENAPI_JSON_PATH = "openapi.json"
     OPENAPI_SWAGGER_UI_PATH = "docs"
-    #: served by the service itself (see service.docs): the page works offline
+    #: served by the service itself (see service.http.docs): the page works offline
     OPENAPI_SWAGGER_UI_URL = "/docs/static/"
     API_SPEC_OPTIONS = {
         "info": {
@@ -133,7 +133,7 @@ class Config:
     GRADIENT_API_KEYS: tuple[str, ...] = ()
     GRADIENT_TRUSTED_PROXIES = 0
 
-    # the rate limit on /v1/ (service.ratelimit)
+    # the rate limit on /v1/ (service.operations.ratelimit)
     RATELIMIT_ENABLED = True
     RATELIMIT_DEFAULT = "600 per minute"
     RATELIMIT_STORAGE_URI = "memory://"

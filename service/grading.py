@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from schemas.fields import shape_text
 from service.core import Gradients, compute_gradients
 from service.core.budget import NO_DEADLINE, Deadline
 from service.core.mistakes import Variant, variants
 from service.core.network import forward
+from service.core.shapes import shape_text
+from service.core.submission import Submission, Tolerance
 
 if TYPE_CHECKING:
     from schemas.gradients import GradientsRequest
@@ -26,42 +27,6 @@ if TYPE_CHECKING:
 FIELD_ORDER = ("z", "a", "dz", "dx", "dW", "db", "dgamma", "dbeta")
 #: gradients of vector parameters: (n,) and (1, n) are the same to a row-sample convention
 VECTORS = ("db", "dgamma", "dbeta")
-DIAGNOSES = (
-    "not_reduced_over_batch",
-    "averaged_instead_of_summed",
-    "summed_instead_of_averaged",
-    "transposed",
-    "sign_flipped",
-    "derivative_of_preactivation",
-    "derivative_of_error",
-    "missing_activation_derivative",
-    "column_vector_shape",
-    "wrong_shape",
-    "wrong_values",
-)
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    rtol: float = 1e-5
-    atol: float = 1e-8
-
-    def close(self, submitted: np.ndarray, expected: np.ndarray) -> bool:
-        return bool(np.allclose(submitted, expected, rtol=self.rtol, atol=self.atol))
-
-
-@dataclass(frozen=True)
-class Submission:
-    loss: float | None
-    #: one entry per layer: field name -> array in the client's shapes, or None to skip
-    layers: tuple[dict[str, np.ndarray] | None, ...]
-
-    def fields(self) -> list[tuple[int, str]]:
-        """(layer, name) of every submitted array."""
-        return [(i, name) for i, fields in enumerate(self.layers) for name in fields or ()]
-
-    def numbers(self) -> int:
-        return sum(array.size for fields in self.layers for array in (fields or {}).values())
 
 
 @dataclass

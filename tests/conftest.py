@@ -162,7 +162,12 @@ def stop_redis(process: subprocess.Popen) -> None:
 def live_server() -> Iterator[str]:
     """A real gunicorn serving the app, as the Dockerfile's command runs it."""
     base_url, process = start_server(
-        [str(BIN / "gunicorn"), "--config", "python:service.gunicorn_conf", "service:create_app()"],
+        [
+            str(BIN / "gunicorn"),
+            "--config",
+            "python:service.operations.gunicorn_conf",
+            "service:create_app()",
+        ],
         # the suite sends thousands of requests from one address
         env={"GRADIENT_RATELIMIT_DEFAULT": "1000000 per minute"},
     )

@@ -285,7 +285,7 @@ def start_worker():
         "WEB_CONCURRENCY": "1",
         "GRADIENT_RATELIMIT_DEFAULT": "1000 per second",
     }
-    command = [str(BIN / "gunicorn"), "--config", "python:service.gunicorn_conf"]
+    command = [str(BIN / "gunicorn"), "--config", "python:service.operations.gunicorn_conf"]
     process = launch([*command, "service:create_app()"], env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

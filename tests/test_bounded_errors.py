@@ -17,7 +17,7 @@ import pytest
 from gradient_client import GradientServiceError
 from schemas import bounded
 from schemas.binary import encode
-from service.errors import MAX_ERRORS, MESSAGE_LIMIT, flatten_messages
+from service.http.errors import MAX_ERRORS, MESSAGE_LIMIT, flatten_messages
 
 JSON = {"Content-Type": "application/json"}
 LONG = "x" * 1_000_000

@@ -43,7 +43,12 @@ def recording_session() -> tuple[requests.Session, list[bytes]]:
 def guarded_server():
     """One worker, an API key, and a limit of one request a second."""
     base_url, process = start_server(
-        [str(BIN / "gunicorn"), "--config", "python:service.gunicorn_conf", "service:create_app()"],
+        [
+            str(BIN / "gunicorn"),
+            "--config",
+            "python:service.operations.gunicorn_conf",
+            "service:create_app()",
+        ],
         env={
             "WEB_CONCURRENCY": "1",
             "GRADIENT_API_KEYS": "course-key",

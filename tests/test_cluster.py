@@ -10,8 +10,8 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from service import gunicorn_conf
 from service.config import Config
+from service.operations import gunicorn_conf
 from tests.conftest import BIN, ROOT
 
 K8S = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))

@@ -15,7 +15,8 @@ import threading
 import pytest
 from openapi_core.testing import MockRequest
 
-from service import create_app, lifecycle
+from service import create_app
+from service.worker import lifecycle
 from tests.contract import Contract, ContractClient, served_contract
 
 PROBLEM = {

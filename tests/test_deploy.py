@@ -257,7 +257,7 @@ def test_compose_runs_replicas_behind_nginx_with_redis_for_shared_limits():
 
 
 def test_compose_waits_longer_than_gunicorn_for_requests_in_flight():
-    from service import gunicorn_conf
+    from service.operations import gunicorn_conf
 
     grace = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["gradient"]["stop_grace_period"]
     assert int(grace.rstrip("s")) > gunicorn_conf.graceful_timeout

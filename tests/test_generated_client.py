@@ -226,7 +226,7 @@ def test_the_generated_client_parses_400_413_and_415(generated, operation):
 def test_the_generated_client_parses_health_and_readiness(generated, monkeypatch):
     import threading
 
-    from service import lifecycle
+    from service.worker import lifecycle
 
     client = client_for(generated)
     health = api(generated, "get_health").sync_detailed(client=client)

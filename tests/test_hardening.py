@@ -28,7 +28,12 @@ def assert_problem(response, status: int, *fragments: str) -> dict:
 def small_server():
     """A real gunicorn with a 1,000-byte body limit."""
     base_url, process = start_server(
-        [str(BIN / "gunicorn"), "--config", "python:service.gunicorn_conf", "service:create_app()"],
+        [
+            str(BIN / "gunicorn"),
+            "--config",
+            "python:service.operations.gunicorn_conf",
+            "service:create_app()",
+        ],
         env={"GRADIENT_MAX_BODY_BYTES": "1000", "WEB_CONCURRENCY": "1"},
     )
     yield base_url

@@ -16,13 +16,14 @@ import pytest
 from flask.testing import FlaskClient
 
 from schemas.binary import encode
-from service import allocator, create_app
+from service import create_app
 from service.core import Problem, compute_gradients, dense_layer
 from service.core.activations import ACTIVATIONS
 from service.core.cost import NetworkShape, passes_parts
 from service.core.losses import LOSSES
 from service.core.mistakes import passes_needed, variants
 from service.core.network import forward
+from service.operations import allocator
 from tests import memory_cases
 from tests.conftest import stop_server
 from tests.memory_cases import (
@@ -194,7 +195,7 @@ def test_the_largest_request_of_each_kind_holds_less_than_its_estimate(client, n
 def test_a_worker_at_its_peak_stays_within_the_documented_bound(client):
     """A fresh worker grows by less than the request's estimate; each accepted request adds at
     most GRADIENT_MAX_REQUEST_BYTES to a worker's RSS, which stays under its idle RSS + the
-    freed memory it keeps (service/allocator.py) + that; a refusal adds under 50 MiB."""
+    freed memory it keeps (service/operations/allocator.py) + that; a refusal adds under 50 MiB."""
     url, server = memory_cases.start_worker()
     try:
         (worker,) = memory_cases.workers(server.pid)

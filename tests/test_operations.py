@@ -15,13 +15,15 @@ import numpy as np
 import pytest
 import requests
 
-from service import create_app, lifecycle, ratelimit
+from service import create_app
 from service.config import Config, api_keys
+from service.operations import ratelimit
+from service.worker import lifecycle
 from tests.conftest import BIN, start_redis, start_server, stop_redis, stop_server
 from tests.problems import gradient_check_request, random_request
 
 NEURON = {"x": 1.5, "w": 0.8, "b": 0.1, "y": 1.0, "activation": "sigmoid", "loss": "bce"}
-GUNICORN = [str(BIN / "gunicorn"), "--config", "python:service.gunicorn_conf"]
+GUNICORN = [str(BIN / "gunicorn"), "--config", "python:service.operations.gunicorn_conf"]
 
 
 def problem_body(response) -> dict:

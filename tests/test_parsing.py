@@ -14,11 +14,12 @@ from unittest import mock
 import pytest
 
 from schemas.binary import encode
-from service import create_app, prescan
-from service.body import NUMBERS_OUTSIDE_ARRAYS_PER_LAYER
+from service import create_app
 from service.core import Limits
-from service.duplicates import counted, first_duplicate, first_duplicate_exact
-from service.json import decode
+from service.http import prescan
+from service.http.body import NUMBERS_OUTSIDE_ARRAYS_PER_LAYER
+from service.http.duplicates import counted, first_duplicate, first_duplicate_exact
+from service.http.json import decode
 from service.routes.autograder import CHECK_EXAMPLE
 
 JSON = {"Content-Type": "application/json"}
@@ -42,7 +43,7 @@ def test_a_24_mb_body_over_the_element_limit_is_refused_before_parsing(client):
     rows = b",".join([b"[0.25,0.5,0.75,1.0]"] * 1_030_000)  # 4,120,000 numbers, 20.6 MB
     body = b'{"inputs": [' + rows + b'], "targets": [[1.0]], ' + LAYER + b', "loss": "mse"}'
     assert len(body) > 20_000_000
-    with mock.patch("service.body.decode", side_effect=AssertionError("parsed")) as parse:
+    with mock.patch("service.http.body.decode", side_effect=AssertionError("parsed")) as parse:
         response = client.post("/v1/gradients", data=body, headers=JSON)
     assert not parse.called
     assert response.status_code == 422
@@ -64,7 +65,7 @@ def test_the_text_refuses_only_past_the_room_for_numbers_outside_arrays():
     client = limited(1_000).test_client()
     for numbers, parsed in [(1_000 + allowance, True), (1_000 + allowance + 1, False)]:
         body = numbers_body(numbers - 3)  # 3 numbers in targets and the layer
-        with mock.patch("service.body.decode", wraps=decode) as parse:
+        with mock.patch("service.http.body.decode", wraps=decode) as parse:
             response = client.post("/v1/gradients", data=body, headers=JSON)
         assert parse.called == parsed
         assert response.status_code == 422
@@ -137,7 +138,9 @@ def test_the_text_count_is_exact_for_any_json_text_and_any_chunk_size(chunk):
 @pytest.fixture
 def exact():
     """A spy on the exact re-parse: the fast path never calls it."""
-    with mock.patch("service.duplicates.first_duplicate_exact", wraps=first_duplicate_exact) as spy:
+    with mock.patch(
+        "service.http.duplicates.first_duplicate_exact", wraps=first_duplicate_exact
+    ) as spy:
         yield spy
 
 
@@ -193,7 +196,9 @@ def test_an_escaped_colon_that_could_hide_a_duplicate_takes_the_exact_path(exact
 def test_lists_of_numbers_are_not_walked_item_by_item():
     numbers = [0.5] * 100_000
     data = {"a": numbers, "b": [numbers[:3]] * 1000, "c": [None, *numbers], "d": [None, {"k": 1}]}
-    with mock.patch("service.duplicates._is_number", wraps=lambda v: type(v) in (int, float)) as n:
+    with mock.patch(
+        "service.http.duplicates._is_number", wraps=lambda v: type(v) in (int, float)
+    ) as n:
         assert counted(data) == 5
     assert n.call_count < 10  # the first item of each list at most, never 100k of them
 

@@ -15,9 +15,10 @@ import pytest
 import requests
 from limits.errors import StorageError
 
-from service import create_app, ratestore
+from service import create_app
 from service.config import Config
-from service.ratelimit import EXTENSION
+from service.operations import ratestore
+from service.operations.ratelimit import EXTENSION
 from tests.conftest import BIN, free_port, start_redis, start_server, stop_redis, stop_server
 from tests.problems import random_request
 from tests.test_operations import NEURON, problem_body
@@ -25,7 +26,7 @@ from tests.test_operations import NEURON, problem_body
 GUNICORN = [
     str(BIN / "gunicorn"),
     "--config",
-    "python:service.gunicorn_conf",
+    "python:service.operations.gunicorn_conf",
     "service:create_app()",
 ]
 SMALL = random_request(3, n_layers=2)

@@ -22,7 +22,7 @@ import requests
 import yaml
 
 from schemas.binary import encode
-from service import gunicorn_conf
+from service.operations import gunicorn_conf
 from service.worker import ComputeSlot, ReadOnce
 from tests.conftest import BIN, ROOT, start_server, stop_server
 from tests.problems import gradient_check_request, random_request
@@ -32,7 +32,7 @@ from tests.test_operations import metric, worker_pids
 GUNICORN = [
     str(BIN / "gunicorn"),
     "--config",
-    "python:service.gunicorn_conf",
+    "python:service.operations.gunicorn_conf",
     "service:create_app()",
 ]
 #: the time budget ends the long request (below) after this many seconds, however fast the machine

@@ -33,7 +33,7 @@ SITE_CONF = ROOT / "deploy" / "nginx.conf"
 GUNICORN = [
     str(BIN / "gunicorn"),
     "--config",
-    "python:service.gunicorn_conf",
+    "python:service.operations.gunicorn_conf",
     "service:create_app()",
 ]
 NEURON = {"x": 1.5, "w": 0.8, "b": 0.1, "y": 1.0, "activation": "sigmoid", "loss": "mse"}

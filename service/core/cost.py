@@ -23,7 +23,7 @@ its body until its answer is written:
   the updated layers, an exercise's draws;
 - the answer: its text twice, plus the largest array's own pieces while it
   is written.  msgspec grows its buffer by half with realloc; a move copies it,
-  and the block it leaves on the heap stays resident (service/allocator.py
+  and the block it leaves on the heap stays resident (service/operations/allocator.py
   keeps freed memory): a 64-layer answer of 81 MB peaked 54 MB over its
   arrays and text in RSS, where tracemalloc saw only the buffer's capacity.
 

@@ -12,7 +12,6 @@ from schemas import (
     ExerciseResponseSchema,
     GradescopeResultsSchema,
 )
-from service import metrics, ratelimit
 from service.core import compute_gradients
 from service.core.budget import Deadline
 from service.core.cost import NetworkShape
@@ -21,7 +20,8 @@ from service.core.limits import check_request
 from service.core.mistakes import passes_needed
 from service.core.request_costs import exercise_cost, grading_cost
 from service.grading import Grader, gradescope_results
-from service.openapi import one_of
+from service.http.openapi import one_of
+from service.operations import metrics, ratelimit
 
 from .blueprint import Blueprint
 

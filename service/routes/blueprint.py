@@ -2,7 +2,7 @@
 
 from flask_smorest import Blueprint as SmorestBlueprint
 
-from service.body import JsonObjectParser
+from service.http.body import JsonObjectParser
 
 
 class Blueprint(SmorestBlueprint):

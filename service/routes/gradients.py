@@ -10,7 +10,6 @@ from schemas import (
     NeuronRequestSchema,
     NeuronResponseSchema,
 )
-from service import json, ratelimit
 from service.core import (
     NeuronProblem,
     compute_gradients,
@@ -22,6 +21,8 @@ from service.core.cost import NetworkShape
 from service.core.gradient_check import gradient_check
 from service.core.limits import check_neuron, check_request
 from service.core.request_costs import gradients_cost
+from service.http import json
+from service.operations import ratelimit
 
 from .blueprint import Blueprint
 
@@ -79,7 +80,7 @@ def gradients(request: GradientsRequest):
     if request.learning_rate is not None:
         updated = gradient_step(request.problem, result, request.learning_rate)
     # The answer is built in the response's own shape already: serialised straight by
-    # service.json (ndarrays natively), it skips a marshmallow dump that would only copy it.
+    # service.http.json (ndarrays natively), it skips a marshmallow dump that would only copy it.
     answer = request.present(result, check, updated)
     return json.response(answer, binary_arrays=request.encoding == "base64")
 

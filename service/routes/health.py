@@ -5,8 +5,9 @@ from flask import Blueprint as FlaskBlueprint
 from werkzeug.exceptions import ServiceUnavailable
 
 from schemas import HealthSchema, ReadinessSchema
-from service import lifecycle, metrics
 from service.core import Problem, compute_gradients, dense_layer
+from service.operations import metrics
+from service.worker import lifecycle
 
 from .blueprint import Blueprint
 

@@ -42,8 +42,7 @@ from functools import partial
 from gunicorn.http.body import ChunkedReader, LengthReader
 from gunicorn.workers.gthread import ThreadWorker
 
-from service import lifecycle
-
+from . import lifecycle
 from .budgets import Answer, ByteBudget, ComputeSlot, ReadOnce
 from .connection import (
     Connection,
@@ -157,7 +156,7 @@ class GradientWorker(ThreadWorker):
                 req.must_close = True  # the app answers 413; the body is never read
                 return 0
         elif isinstance(reader, ChunkedReader):
-            # one byte past the limit tells the app (service/body.py) it is over
+            # one byte past the limit tells the app (service/http/body.py) it is over
             wanted = self.max_body + 1 if self.max_body is not None else self.bodies.capacity
         else:
             return 0

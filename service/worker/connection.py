@@ -16,7 +16,7 @@ from gunicorn.workers.gthread import TConn
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    """What service/gunicorn_conf.py reads from the environment for this worker."""
+    """What service/operations/gunicorn_conf.py reads from the environment for this worker."""
 
     read_timeout: float = 10.0
     send_timeout: float = 30.0

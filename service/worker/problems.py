@@ -1,4 +1,4 @@
-"""The worker's own answers, problem+json like service/errors.py's: the requests gunicorn
+"""The worker's own answers, problem+json like service/http/errors.py's: the requests gunicorn
 could not parse, a request that did not arrive in time, a body with no room.
 
 Part of service/worker (see its docstring for the whole design).
@@ -14,7 +14,7 @@ from gunicorn.http import errors as http_errors
 
 
 def problem_bytes(status: int, detail: str, headers: tuple[str, ...] = ()) -> bytes:
-    """A whole HTTP/1.1 answer carrying a problem document like service/errors.py's."""
+    """A whole HTTP/1.1 answer carrying a problem document like service/http/errors.py's."""
     body = json.dumps(
         {
             "type": "about:blank",

@@ -3,9 +3,9 @@
 Both are counted per API key (per client address without keys) in
 ``RATELIMIT_STORAGE_URI`` (GRADIENT_RATELIMIT_STORAGE_URI): memory:// counts per worker,
 redis://host:6379 holds them across every worker and replica.  Past either, the answer is
-429, problem+json with Retry-After (service.errors).  If the store fails or does not answer
+429, problem+json with Retry-After (service.http.errors).  If the store fails or does not answer
 within GRADIENT_RATELIMIT_STORAGE_TIMEOUT, the request goes through uncounted, and one
-warning says so (service.ratestore): a Redis outage should not become a service outage.
+warning says so (service.operations.ratestore): a Redis outage should not become a service outage.
 
 **The request count**, ``RATELIMIT_DEFAULT`` (GRADIENT_RATELIMIT_DEFAULT, 600 per minute), is
 a fixed window per client and endpoint, counted before the request is read.  Every routed
@@ -51,8 +51,9 @@ from flask import Flask, Response, current_app, g, request
 from limits import parse
 from werkzeug.exceptions import TooManyRequests
 
+from service.core.cost import Cost
+
 from .auth import PROTECTED_PREFIX, client_identity
-from .core.cost import Cost
 from .ratestore import GuardedStore, storage
 
 EXTENSION = "gradient_ratelimit"
@@ -87,7 +88,7 @@ class RateLimit:
         key = self.item.key_for(self.key_prefix, client_identity(), request.endpoint)
         expiry = self.item.get_expiry()
         counted = self.store.use(lambda store: (store.incr(key, expiry), store.get_expiry(key)))
-        if counted is None:  # the store failed: through, uncounted (service.ratestore)
+        if counted is None:  # the store failed: through, uncounted (service.operations.ratestore)
             return
         count, reset_time = counted
         g.rate_limit_window = max(0, self.item.amount - count), reset_time

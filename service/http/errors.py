@@ -18,8 +18,8 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
 from service.core import CoreError, LimitExceeded, NonFiniteResult
+from service.operations import metrics
 
-from . import metrics
 from .json import encode
 from .requestlog import endpoint_label, request_id
 

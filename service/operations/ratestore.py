@@ -38,7 +38,7 @@ from limits.errors import StorageError
 from limits.storage import MemoryStorage, Storage, storage_from_string
 
 from . import metrics
-from .requestlog import json_lines_logger
+from .logs import json_lines_logger
 
 T = TypeVar("T")
 

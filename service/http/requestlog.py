@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 import time
 import uuid
-from datetime import UTC, datetime
 
 from flask import Flask, Response, g, has_request_context, request
 
-from . import metrics
-from .json import encode
-from .worker import ARRIVED
+from service.operations import metrics
+from service.operations.logs import json_lines_logger
+from service.worker import ARRIVED
 
 HEADER = "X-Request-ID"
 _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -74,41 +72,6 @@ def _finish(response: Response) -> Response:
         },
     )
     return response
-
-
-class _Stdout(logging.StreamHandler):
-    """Writes to whatever sys.stdout is now (test runners swap it), not the one at start."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stdout
-        super().emit(record)
-
-
-class JsonLines(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "message": record.getMessage(),
-            **getattr(record, "fields", {}),
-        }
-        return encode(line).decode()
-
-
-def json_lines_logger(name: str, propagate: bool = True) -> logging.Logger:
-    """A logger writing JSON lines to stdout (once, however often it is asked for).
-
-    Only the access log stops its lines at itself: the rare operational lines (the
-    rate-limit store's outages) also reach the root logger's handlers, if any are set.
-    """
-    logger = logging.getLogger(name)
-    if not logger.handlers:
-        handler = _Stdout()
-        handler.setFormatter(JsonLines())
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = propagate
-    return logger
 
 
 def init_app(app: Flask) -> None:

@@ -1,5 +1,5 @@
 """Whether this worker is draining: set on SIGTERM, so /readyz answers 503 while requests
-in flight finish (see post_worker_init in service/gunicorn_conf.py)."""
+in flight finish (see post_worker_init in service/operations/gunicorn_conf.py)."""
 
 import threading
 

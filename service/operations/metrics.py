@@ -1,7 +1,7 @@
 """Prometheus metrics at /metrics, correct under gunicorn's several worker processes.
 
 Each worker writes its samples to files under PROMETHEUS_MULTIPROC_DIR (set by
-service/gunicorn_conf.py before any worker starts); /metrics, answered by
+service/operations/gunicorn_conf.py before any worker starts); /metrics, answered by
 whichever worker, aggregates them all.  Without that variable (one process,
 tests) the default in-process registry is used.
 """
@@ -49,7 +49,7 @@ DIAGNOSES = Counter(
     "gradient_diagnoses_total", "Failed autograder results, by diagnosis.", ["diagnosis"]
 )
 
-# The rate-limit store's health, as each worker last found it (service/ratestore.py).
+# The rate-limit store's health, as each worker last found it (service/operations/ratestore.py).
 RATELIMIT_STORE_UP = Gauge(
     "gradient_ratelimit_store_up",
     "1 while the rate-limit store answers, 0 during an outage (the minimum over live workers).",

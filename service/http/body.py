@@ -1,4 +1,4 @@
-"""Reading a request body: UTF-8 JSON only, parsed once (service.json), an object at the top.
+"""Reading a request body: UTF-8 JSON only, parsed once (service.http.json), an object at the top.
 
 Plugged into webargs (and so flask-smorest's ``@blp.arguments``) as the JSON
 loader, so every endpoint reads its body the same way.  What it refuses:
@@ -8,12 +8,12 @@ loader, so every endpoint reads its body the same way.  What it refuses:
   declared Content-Length over the limit, but silently truncates a chunked
   body at the limit, so a streamed body is read one byte past it to know;
 - a body of more numbers than GRADIENT_MAX_ELEMENTS allows (422), counted in
-  the raw text before it is parsed (service.prescan: milliseconds, where
+  the raw text before it is parsed (service.http.prescan: milliseconds, where
   parsing 24 MB of numbers takes seconds);
 - anything that is not one JSON document (400): invalid UTF-8 or UTF-16, NaN,
   Infinity, 1e400, nesting about 1,000 deep;
 - duplicate keys in an object (400), which every fast parser silently
-  resolves to the last one (service.duplicates);
+  resolves to the last one (service.http.duplicates);
 - a top level that is not an object (400).
 """
 

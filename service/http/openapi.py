@@ -18,8 +18,8 @@ from marshmallow import fields
 
 from schemas import Array, ProblemDetailsSchema
 from schemas.layers import LAYER_TYPES, LayerField, component_name
+from service.operations.auth import PROTECTED_PREFIX
 
-from .auth import PROTECTED_PREFIX
 from .errors import PROBLEM_MIMETYPE
 
 SECURITY_SCHEME = "bearerAuth"

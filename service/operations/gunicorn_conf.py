@@ -1,4 +1,4 @@
-"""gunicorn settings, each with its reason: ``gunicorn -c python:service.gunicorn_conf``.
+"""gunicorn settings, each with its reason: ``gunicorn -c python:service.operations.gunicorn_conf``.
 
 | variable                   | default    | meaning                                      |
 |----------------------------|------------|----------------------------------------------|
@@ -82,7 +82,7 @@ max_requests_jitter = max_requests // 10
 # Behind a load balancer that reuses connections.
 keepalive = 5
 
-# The service writes one JSON line per request itself (service/requestlog.py).
+# The service writes one JSON line per request itself (service/http/requestlog.py).
 accesslog = None
 errorlog = "-"
 # gunicorn 27's control socket lives in ~/.gunicorn, unwritable in a read-only
@@ -117,9 +117,9 @@ def when_ready(server):
 
 
 def post_worker_init(worker):
-    """Keep freed memory for the next request (service/allocator.py: a large request is
+    """Keep freed memory for the next request (service/operations/allocator.py: a large request is
     30% faster here), in one arena that the worker's threads share."""
-    from service import allocator
+    from service.operations import allocator
 
     allocator.keep_freed_memory()
 

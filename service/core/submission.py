@@ -1,0 +1,50 @@
+"""What a student submits to /v1/check, how it is compared, and the diagnoses a field may get.
+
+The vocabulary shared by the check schema (which builds a Submission and a
+Tolerance from the request, and documents DIAGNOSES as an enum) and the grader
+(service.grading, which fills them in): here, in the core, so the schemas never
+import the grader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DIAGNOSES = (
+    "not_reduced_over_batch",
+    "averaged_instead_of_summed",
+    "summed_instead_of_averaged",
+    "transposed",
+    "sign_flipped",
+    "derivative_of_preactivation",
+    "derivative_of_error",
+    "missing_activation_derivative",
+    "column_vector_shape",
+    "wrong_shape",
+    "wrong_values",
+)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rtol: float = 1e-5
+    atol: float = 1e-8
+
+    def close(self, submitted: np.ndarray, expected: np.ndarray) -> bool:
+        return bool(np.allclose(submitted, expected, rtol=self.rtol, atol=self.atol))
+
+
+@dataclass(frozen=True)
+class Submission:
+    loss: float | None
+    #: one entry per layer: field name -> array in the client's shapes, or None to skip
+    layers: tuple[dict[str, np.ndarray] | None, ...]
+
+    def fields(self) -> list[tuple[int, str]]:
+        """(layer, name) of every submitted array."""
+        return [(i, name) for i, fields in enumerate(self.layers) for name in fields or ()]
+
+    def numbers(self) -> int:
+        return sum(array.size for fields in self.layers for array in (fields or {}).values())

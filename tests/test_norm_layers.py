@@ -542,6 +542,11 @@ def test_check_passes_correct_dgamma_dbeta_and_dx_and_fails_wrong_ones(client, n
         "layers.1.dgamma": "wrong_values",
         "layers.1.dbeta": "wrong_values",
     }
+    formula = {
+        "batchnorm": "dx = gamma / std / N * (N * dz - sum(dz) - x_hat * sum(dz * x_hat))",
+        "layernorm": "dx = (1 / std) / D * (D * g - sum(g) - x_hat * sum(g * x_hat))",
+    }[norm]
+    assert formula in results["layers.1.dx"]["message"]
 
 
 def test_check_accepts_dgamma_as_a_row_for_a_flat_gamma_unless_strict(client):
@@ -549,9 +554,19 @@ def test_check_accepts_dgamma_as_a_row_for_a_flat_gamma_unless_strict(client):
     dgamma = reference(request)["layers"][1]["dgamma"]
     results = check(client, request, {"dgamma": [dgamma.tolist()]})
     assert results["layers.1.dgamma"]["passed"]
+    assert results["layers.1.dgamma"]["message"] == (
+        "Correct. Accepted in shape (1, 4); the problem's gamma is (4,)."
+    )
 
     strict = check(client, request, {"dgamma": [dgamma.tolist()]}, strict_shapes=True)
     assert strict["layers.1.dgamma"]["diagnosis"] == "wrong_shape"
+
+
+def test_check_names_the_bessel_correction_in_an_unbiased_batchnorms_dx(client):
+    request = norm_network(9, "numpy", "flat", "batchnorm", variance="unbiased")
+    dx = reference(request)["layers"][1]["dx"]
+    results = check(client, request, {"dx": (dx + 0.5).tolist()})
+    assert "N / (N - 1) * x_hat * sum(dz * x_hat)" in results["layers.1.dx"]["message"]
 
 
 def test_check_grades_a_dgamma_of_the_wrong_shape_as_wrong_shape(client):

@@ -516,6 +516,22 @@ def test_layernorm_fields_are_its_own(client):
     assert "unknown field" in errors_of(client, request)["layers.1.mode"][0]
 
 
+@pytest.mark.parametrize("norm", ["batchnorm", "layernorm"])
+def test_a_variance_beyond_float64_is_refused_not_answered_as_a_zero_x_hat(client, norm):
+    """The sum of squares of 1e200 overflows: 1/std would be 0 and z silently beta."""
+    request = {
+        "inputs": [[1e200, 2.0], [3.0, -1e200], [0.0, 1.0]],
+        "upstream": np.ones((3, 2)).tolist(),
+        "layers": [{"type": norm, "gamma": [1.0, 1.0], "beta": [0.5, 0.5]}],
+    }
+    assert errors_of(client, request) == {
+        "layers.0": [
+            "layer 0's z overflowed to a non-finite value; the weights or inputs are too large "
+            "for float64 (scale them down)."
+        ]
+    }
+
+
 # -- /v1/check ----------------------------------------------------------------------------------
 
 

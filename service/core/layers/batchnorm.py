@@ -51,6 +51,17 @@ def column_sums_of_products(a: Array, b: Array) -> Array:
     return np.einsum("ij,ij->j", a, b)
 
 
+def overflow_to_nan(inv_std: Array, var: Array) -> Array:
+    """1/std where the variance is finite; NaN where its sum of squares overflowed.
+
+    An infinite variance would make 1/std exactly 0 and x_hat silently 0: NaN instead
+    reaches z, and the network refuses the request by name (inputs too large for float64).
+    """
+    if np.isfinite(var).all():
+        return inv_std
+    return np.where(np.isfinite(var), inv_std, np.nan)
+
+
 def forward(x: Array, params: Params, settings: Settings) -> tuple[Array, tuple]:
     gamma, beta = params["gamma"], params["beta"]
     eps = setting(settings, "eps")
@@ -63,7 +74,7 @@ def forward(x: Array, params: Params, settings: Settings) -> tuple[Array, tuple]
         x_hat = x - mean  # the centred copy, normalised in place below
         divisor = batch - 1 if setting(settings, "variance") == "unbiased" else batch
         var = column_sums_of_products(x_hat, x_hat) / divisor
-    inv_std = 1.0 / np.sqrt(var + eps)
+    inv_std = overflow_to_nan(1.0 / np.sqrt(var + eps), var)
     x_hat *= inv_std
     out = x_hat * gamma
     out += beta

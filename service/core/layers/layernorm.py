@@ -23,6 +23,7 @@ import numpy as np
 
 from ..cost import SCRATCH, LayerCost, LayerShape
 from .base import Array, Kind, Params, Settings
+from .batchnorm import overflow_to_nan
 
 DEFAULT_EPS = 1e-5
 
@@ -33,7 +34,7 @@ def forward(x: Array, params: Params, settings: Settings) -> tuple[Array, tuple]
     eps = DEFAULT_EPS if eps is None else eps
     x_hat = x - x.mean(axis=1, keepdims=True)  # the centred copy, normalised in place below
     var = np.einsum("ij,ij->i", x_hat, x_hat) / x.shape[1]
-    inv_std = (1.0 / np.sqrt(var + eps))[:, None]
+    inv_std = overflow_to_nan(1.0 / np.sqrt(var + eps), var)[:, None]
     x_hat *= inv_std
     out = x_hat * gamma
     out += beta

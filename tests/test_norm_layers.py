@@ -436,8 +436,22 @@ def test_a_column_gamma_in_numpy_is_refused_with_the_broadcast_it_would_cause(cl
     request = batchnorm_request()
     request["layers"][1]["gamma"] = [[1.0], [2.0], [3.0], [4.0]]
     message = errors_of(client, request)["layers.1.gamma"][0]
-    assert "got shape (4, 1), expected (4,) or (1, 4) in the 'numpy' convention" in message
-    assert "lines up with the batch axis" in message
+    assert message == (
+        "got shape (4, 1), expected (4,) or (1, 4) in the 'numpy' convention, where the layer's "
+        "input is (5, 4), its 4 features along axis 1 (layer 0 has 4 units): gamma holds one "
+        "scale per feature, and a (4, 1) gamma lines up with the batch axis instead. NumPy would "
+        "fail with 'operands could not be broadcast together with shapes (5, 4) (4, 1)'. Fix: "
+        "send it as a flat list [v1, ..., v4] of shape (4,) or as one row [[v1, ..., v4]] of "
+        "shape (1, 4)."
+    )
+
+
+def test_a_row_gamma_in_columns_with_as_many_samples_as_features_is_the_silent_trap(client):
+    request = batchnorm_request("columns", "column", batch=4)
+    request["layers"][1]["gamma"] = [[1.0, 2.0, 3.0, 4.0]]
+    message = errors_of(client, request)["layers.1.gamma"][0]
+    assert "NumPy would silently apply one gamma value per sample instead of per feature" in message
+    assert message.endswith("Fix: send it as a column [[v1], [v2], ...] of shape (4, 1).")
 
 
 def test_a_flat_beta_in_columns_is_refused(client):

@@ -79,13 +79,30 @@ def vector_problem(
             f"{got}: the {c.name!r} convention writes every per-feature vector that way, even "
             f"for a single feature; {fix}."
         )
-    x_shape = shape_text(c.data_shape(batch, n))
+    x_shape = c.data_shape(batch, n)
     units_axis = 0 if c.samples_are_columns else 1
     return (
-        f"{got} in the {c.name!r} convention: {why}, and there the layer's input is "
-        f"{x_shape}, its features along axis {units_axis}. A {shape_text(shape)} {name} lines "
-        f"up with the batch axis instead: NumPy would broadcast it against the samples, not "
-        f"the features, and give a wrong answer or fail. Fix: {fix}."
+        f"{got} in the {c.name!r} convention, where the layer's input is {shape_text(x_shape)}, "
+        f"its {n} features along axis {units_axis} ({source}): {name} holds one {ROLES[name]} "
+        f"per feature, and a {shape_text(shape)} {name} lines up with the batch axis instead. "
+        f"{_what_numpy_does(name, shape, x_shape)} Fix: {fix}."
+    )
+
+
+def _what_numpy_does(name: str, shape: tuple, x_shape: tuple) -> str:
+    """What NumPy makes of a per-feature vector laid along the batch axis, against x_hat."""
+    try:
+        result = np.broadcast_shapes(x_shape, shape)
+    except ValueError:
+        return (
+            f"NumPy would fail with 'operands could not be broadcast together with shapes "
+            f"{shape_text(x_shape)} {shape_text(shape)}'."
+        )
+    if result != x_shape:
+        return f"NumPy would silently broadcast x_hat to shape {shape_text(result)}."
+    return (
+        f"NumPy would silently apply one {name} value per sample instead of per feature, "
+        "a wrong answer with no error."
     )
 
 

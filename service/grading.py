@@ -149,9 +149,10 @@ class Grader:
         result = self._result(path, aligned, expected, submitted.shape)
         if result.passed:
             if aligned.shape != submitted.shape:
+                sent = {"db": "biases", "dgamma": "gamma", "dbeta": "beta"}.get(name, "biases")
                 result.message += (
-                    f" Accepted in shape {shape_text(submitted.shape)}; the problem's biases "
-                    f"are {shape_text(expected.shape)}."
+                    f" Accepted in shape {shape_text(submitted.shape)}; the problem's {sent} "
+                    f"{'is' if sent != 'biases' else 'are'} {shape_text(expected.shape)}."
                 )
             return result
         for variant in self.mistaken_passes():
@@ -349,6 +350,7 @@ class Grader:
             "dgamma": f"dgamma = np.sum(dout * x_hat, axis={axis}), x_hat the normalised input.",
             "dbeta": f"dbeta = np.sum(dout, axis={axis}).",
         }[name]
+        hint = _norm_hint(self.request.problem.layers[layer], name, axis) or hint
         return (
             f"{path} has the right shape but wrong values, and no common mistake explains "
             f"them. Check layer {layer}'s chain rule: {hint}"
@@ -357,6 +359,34 @@ class Grader:
     def _activation(self, layer: int) -> str:
         name = self.request.problem.layers[layer].activation
         return "identity" if name == "linear" else name
+
+
+def _norm_hint(layer, name: str, axis: int) -> str | None:
+    """z and dx of a norm layer (CS231n's batchnorm and layernorm); None for other kinds."""
+    if layer.kind == "batchnorm":
+        if layer.settings.get("mode") == "eval":
+            return {
+                "z": "z = gamma * (x - running_mean) / sqrt(running_var + eps) + beta.",
+                "dx": "dx = dz * gamma / sqrt(running_var + eps): the running statistics are "
+                "constants in eval mode.",
+            }.get(name)
+        bessel = layer.settings.get("variance") == "unbiased"
+        return {
+            "z": f"z = gamma * x_hat + beta, x_hat = (x - mean) / sqrt(var + eps), mean and var "
+            f"over the batch (axis {axis}){', var divided by N - 1' if bessel else ''}.",
+            "dx": "dx = gamma / std / N * (N * dz - sum(dz) - "
+            f"{'N / (N - 1) * ' if bessel else ''}x_hat * sum(dz * x_hat)), sums over the "
+            f"batch (axis {axis}), as CS231n's batchnorm_backward_alt.",
+        }.get(name)
+    if layer.kind == "layernorm":
+        features = 1 - axis
+        return {
+            "z": "z = gamma * x_hat + beta, x_hat = (x - mean) / sqrt(var + eps), mean and "
+            f"(biased) var over each sample's features (axis {features}).",
+            "dx": "dx = (1 / std) / D * (D * g - sum(g) - x_hat * sum(g * x_hat)), g = dz * "
+            f"gamma, sums over each sample's D features (axis {features}).",
+        }.get(name)
+    return None
 
 
 def _formula_in(activation: str, symbol: str) -> str:

@@ -17,9 +17,11 @@ from marshmallow import ValidationError, fields
 
 from ..fields import Choice, json_type
 from .base import ACTIVATION_NAMES, DATA, WEIGHTS, Chained, LayerType, Layout
+from .batchnorm import BATCHNORM
 from .dense import DENSE
+from .layernorm import LAYERNORM
 
-LAYER_TYPES: dict[str, LayerType] = {kind.name: kind for kind in (DENSE,)}
+LAYER_TYPES: dict[str, LayerType] = {kind.name: kind for kind in (DENSE, BATCHNORM, LAYERNORM)}
 
 
 def component_name(kind: str) -> str:

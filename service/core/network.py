@@ -306,7 +306,9 @@ def gradient_step(problem: Problem, result: Gradients, learning_rate: float) -> 
 
 def _require_finite(result: Gradients) -> None:
     """JSON cannot carry inf or nan: name the first layer that overflowed."""
-    named = [{"z": out.z, "a": out.a, "dz": out.dz, **out.grads} for out in result.layers]
+    named = [
+        {"z": out.z, "a": out.a, "dz": out.dz, **out.grads, **out.state} for out in result.layers
+    ]
     named += [{"dx": out.dx} for out in result.layers]  # layer i's dx is layer i-1's dL/da
     for j, arrays in enumerate(named):
         i = j % len(result.layers)

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 from ..cost import LAYER_COSTS
 from .base import Kind
+from .batchnorm import BATCHNORM
 from .dense import DENSE
+from .layernorm import LAYERNORM
 
-KINDS: dict[str, Kind] = {kind.name: kind for kind in (DENSE,)}
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (DENSE, BATCHNORM, LAYERNORM)}
 
 LAYER_COSTS.update({name: kind.cost for name, kind in KINDS.items()})
 

@@ -18,8 +18,9 @@ from marshmallow import ValidationError, fields
 from ..fields import Choice, json_type
 from .base import ACTIVATION_NAMES, DATA, WEIGHTS, Chained, LayerType, Layout
 from .dense import DENSE
+from .dropout import DROPOUT
 
-LAYER_TYPES: dict[str, LayerType] = {kind.name: kind for kind in (DENSE,)}
+LAYER_TYPES: dict[str, LayerType] = {kind.name: kind for kind in (DENSE, DROPOUT)}
 
 
 def component_name(kind: str) -> str:

@@ -22,8 +22,9 @@ from __future__ import annotations
 from ..cost import LAYER_COSTS
 from .base import Kind
 from .dense import DENSE
+from .dropout import DROPOUT
 
-KINDS: dict[str, Kind] = {kind.name: kind for kind in (DENSE,)}
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (DENSE, DROPOUT)}
 
 LAYER_COSTS.update({name: kind.cost for name, kind in KINDS.items()})
 

@@ -37,6 +37,8 @@ def _activation(name: str, z: torch.Tensor, unit_dim: int) -> torch.Tensor:
 def reference(request: dict) -> dict:
     """loss, and per layer z, a, dz, dx, dW, db (client's shapes) as NumPy arrays.
 
+    A dropout layer ({"type": "dropout", "keep_prob", "mask" or "seed"}) has no dW or db.
+
     A layer without "biases" (or null) has no bias and no db; with "upstream" the
     backward pass starts from dL/d(last output) = upstream and the loss is None.
     """
@@ -48,19 +50,22 @@ def reference(request: dict) -> dict:
     params, inputs, zs, outs = [], [], [], []
     for layer in request["layers"]:
         inputs.append(a)
-        w = torch.tensor(layer["weights"], requires_grad=True)
-        b = layer.get("biases")
-        b = None if b is None else torch.tensor(b, requires_grad=True)
-        if convention == "numpy":
-            z = a @ w
-        elif convention == "torch":
-            z = a @ w.T
+        if layer.get("type") == "dropout":
+            z, w, b = _dropout(layer, a), None, None
         else:
-            z = w @ a
-        if b is not None:
-            z = z + b
+            w = torch.tensor(layer["weights"], requires_grad=True)
+            b = layer.get("biases")
+            b = None if b is None else torch.tensor(b, requires_grad=True)
+            if convention == "numpy":
+                z = a @ w
+            elif convention == "torch":
+                z = a @ w.T
+            else:
+                z = w @ a
+            if b is not None:
+                z = z + b
         z.retain_grad()
-        a = _activation(layer["activation"], z, unit_dim)
+        a = _activation(layer.get("activation", "identity"), z, unit_dim)
         a.retain_grad()
         params.append((w, b))
         zs.append(z)
@@ -73,7 +78,7 @@ def reference(request: dict) -> dict:
     l2 = request.get("l2", 0.0)
     if l2:
         factor = 0.5 * l2 if request.get("l2_style", "half") == "half" else l2
-        loss = loss + factor * sum((w**2).sum() for w, _ in params)
+        loss = loss + factor * sum((w**2).sum() for w, _ in params if w is not None)
     loss.backward()
 
     return {
@@ -84,12 +89,27 @@ def reference(request: dict) -> dict:
                 "a": out.detach().numpy(),
                 "dz": z.grad.numpy(),
                 "dx": x.grad.numpy(),
-                "dW": w.grad.numpy(),
+                **({} if w is None else {"dW": w.grad.numpy()}),
                 **({} if b is None else {"db": b.grad.numpy()}),
             }
             for (w, b), x, z, out in zip(params, inputs, zs, outs)
         ],
     }
+
+
+def _dropout(layer: dict, a: torch.Tensor) -> torch.Tensor:
+    """Inverted dropout, x * mask / keep_prob, on the input in the client's own layout.
+
+    The mask is the one sent, or the contract's draw from the seed:
+    np.random.default_rng(seed).random(shape) < keep_prob, shape being the input's as sent.
+    """
+    keep_prob = layer["keep_prob"]
+    if layer.get("mask") is not None:
+        mask = torch.tensor(layer["mask"])
+    else:
+        drawn = np.random.default_rng(layer["seed"]).random(tuple(a.shape)) < keep_prob
+        mask = torch.tensor(drawn.astype(np.float64))
+    return a * mask / keep_prob
 
 
 def _loss(request: dict, z: torch.Tensor, a: torch.Tensor, columns: bool) -> torch.Tensor:

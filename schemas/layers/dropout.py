@@ -102,10 +102,11 @@ def chain(layer: dict, c: Convention, batch: int, width: int, source: str) -> Ch
     layout = "(n, batch)" if c.samples_are_columns else "(batch, n)"
     message = (
         f"got {shape_text(mask.shape)}, expected {shape_text(expected)}: the mask covers the "
-        f"layer's input, {layout} in the {c.name} convention (batch {batch} from the inputs; "
-        f"{source})"
+        f"layer's input, {layout} in the {c.name} convention"
     )
-    message += "; it looks transposed." if mask.shape == expected[::-1] else "."
+    if mask.shape == expected[::-1]:
+        message += "; it looks transposed"
+    message += f". The batch is {batch} (from the inputs) and {source}."
     return Chained({"mask": [message]}, width)
 
 

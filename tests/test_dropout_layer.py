@@ -13,9 +13,13 @@ from __future__ import annotations
 import base64
 
 import numpy as np
+import orjson
 import pytest
+from flask.testing import FlaskClient
 
+from service import create_app
 from service.core.layers import dropout as dropout_kind
+from tests.memory_cases import Case, traced
 from tests.problems import CONVENTIONS
 from tests.torch_reference import assert_close, reference
 
@@ -409,7 +413,16 @@ def test_check_refuses_a_gradient_submitted_for_a_dropout_layer(client, name):
 # -- the cost model: a small body with a seed can ask for a huge mask -------------------------
 
 
-def test_a_huge_seeded_mask_is_refused_by_the_cost_model_before_it_is_drawn(client, monkeypatch):
+@pytest.mark.parametrize(
+    ("answer", "named"),
+    [
+        ({}, "layer 1's mask (100,000 x 50,000) among them"),  # its JSON text is the largest
+        ({"include": [], "encoding": "base64"}, "with a dropout mask drawn from a seed"),
+    ],
+)
+def test_a_huge_seeded_mask_is_refused_by_the_cost_model_before_it_is_drawn(
+    client, monkeypatch, answer, named
+):
     def never(*args, **kwargs):
         raise AssertionError("the mask was drawn")
 
@@ -424,11 +437,48 @@ def test_a_huge_seeded_mask_is_refused_by_the_cost_model_before_it_is_drawn(clie
         ],
         "targets": [[0]] * batch,
         "loss": "mse",
-        "include": [],
-        "encoding": "base64",
-    }
+    } | answer
     response = client.post("/v1/gradients", json=request)
     assert response.status_code == 422, response.get_data(as_text=True)
     [message] = response.get_json()["errors"]["_request"]
-    assert "the dropout mask drawn from its seed" in message or "layer 1's mask" in message
+    assert named in message
     assert "GRADIENT_MAX_REQUEST_BYTES" in message
+
+
+def dropout_network(batch: int, sizes=(200, 400, 10), **extra) -> dict:
+    """[{dense, relu}, {dropout with a seed}, {dense}] with mse targets, random values."""
+    rng = np.random.default_rng(batch)
+    n_in, hidden, n_out = sizes
+    return {
+        "inputs": rng.normal(size=(batch, n_in)).tolist(),
+        "targets": rng.normal(size=(batch, n_out)).tolist(),
+        "loss": "mse",
+        "layers": [
+            dense(rng.normal(size=(n_in, hidden)), rng.normal(size=hidden), "relu", "numpy"),
+            {"type": "dropout", "keep_prob": 0.8, "seed": 3},
+            dense(rng.normal(size=(hidden, n_out)), rng.normal(size=n_out), "tanh", "numpy"),
+        ],
+    } | extra
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/gradients", dropout_network(500, include=["z", "a", "dz", "dx"])),
+        ("/v1/gradients", dropout_network(800, encoding="base64", learning_rate=0.1)),
+        ("/v1/gradients", dropout_network(40, (4, 30, 3), gradient_check=True, include=["dx"])),
+        (
+            "/v1/check",
+            dropout_network(500, submission={"layers": [None, {"dx": [[0.0]]}, {"dW": [[0.0]]}]}),
+        ),
+    ],
+    ids=["json", "base64", "gradient-check", "check"],
+)
+def test_the_cost_models_estimate_bounds_what_a_seeded_dropout_request_holds(path, body):
+    """tracemalloc from the cost check to the written answer (tests/memory_cases.py)."""
+    app = create_app({"RATELIMIT_ENABLED": False})
+    app.test_client_class = FlaskClient  # not the contract gate: it would parse the answer here
+    measured = traced(app.test_client(), Case("dropout", path, orjson.dumps(body)))
+    assert measured.status == 200
+    print(f"{path}: {measured.view:,} bytes held, {measured.estimate.bytes:,} estimated")
+    assert measured.view <= measured.estimate.bytes, (measured.view, measured.estimate.bytes)

@@ -103,7 +103,7 @@ def cost(batch: int, layer: LayerShape) -> LayerCost:
         forward_flops=(3 if drawn else 2) * activations,
         flops=(5 if drawn else 4) * activations,
         what=f"batch {batch:,} x {layer.n_out:,} units"
-        + (", and the dropout mask drawn from its seed" if drawn else ""),
+        + (" with a dropout mask drawn from a seed" if drawn else ""),
     )
 
 

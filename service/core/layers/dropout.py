@@ -20,12 +20,15 @@ one multiply.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..cost import SCRATCH, LayerCost, LayerShape
 from .base import Array, Kind, Params, Settings
+
+if TYPE_CHECKING:
+    from ..network import Layer
 
 #: numbers of (batch, n) the draw holds at once: float64 randoms, then their bool comparison
 DRAW = 1.125
@@ -42,14 +45,18 @@ class MaskCache:
     __slots__ = ("mask", "scaled")
 
     def __init__(self) -> None:
-        self.mask: Array | None = None  # the drawn 0/1 mask, canonical (a view when columns)
+        self.mask: Array | None = None  # the drawn 0/1 uint8 mask, canonical (a view in columns)
         self.scaled: Array | None = None  # mask / keep_prob, laid out like x
 
 
 def draw(seed: int, shape: tuple[int, ...], keep_prob: float) -> Array:
-    """The client's own draw, as float64 0/1: default_rng(seed).random(shape) < keep_prob."""
+    """The client's own draw, default_rng(seed).random(shape) < keep_prob, as 0/1 uint8.
+
+    uint8 is the bool array's own bytes (a view, no copy): the answer writes it as 0 and 1,
+    in one byte a number where float64 would take eight (base64 writes it as float64).
+    """
     kept = np.random.default_rng(seed).random(shape) < keep_prob  # the randoms are freed here
-    return kept.astype(np.float64)
+    return kept.view(np.uint8)
 
 
 def mask_of(x: Array, settings: Settings) -> Array:
@@ -92,12 +99,12 @@ def state_shapes(batch: int, n_in: int, settings: Settings) -> dict[str, tuple[i
 
 def cost(batch: int, layer: LayerShape) -> LayerCost:
     """out = x * scaled, a = f(out); backward dout * scaled.  Kept: z, a and mask / keep_prob,
-    and with a seed the drawn mask (answered, and shared by every pass); the draw holds its
-    float64 randoms and their bool comparison at once."""
+    and with a seed the drawn mask (one byte a number, answered, shared by every pass); the
+    draw holds its float64 randoms and their bool comparison at once."""
     activations = batch * layer.n_out
     drawn = bool(layer.state)
     return LayerCost(
-        kept=(4 if drawn else 3) * activations,
+        kept=int((3 + (1 / 8 if drawn else 0)) * activations) + (1 if drawn else 0),
         gradients=activations,
         scratch=int((SCRATCH + (DRAW if drawn else 0)) * activations),
         forward_flops=(3 if drawn else 2) * activations,
@@ -113,7 +120,7 @@ def dropout_layer(
     seed: int | None = None,
     columns: bool = False,
     activation: str = "identity",
-) -> Any:
+) -> Layer:
     """A dropout Layer: a canonical (batch, n) 0/1 ``mask``, or a ``seed`` whose mask is drawn
     in the client's layout ((n, batch) when ``columns``)."""
     from ..network import Layer  # the network module imports this package

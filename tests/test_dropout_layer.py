@@ -150,6 +150,8 @@ def test_a_seed_draws_default_rng_random_below_keep_prob_in_the_clients_layout(
     shape = (6, 5) if convention == "columns" else (5, 6)
     drawn = np.random.default_rng(seed).random(shape) < keep_prob
     assert np.array_equal(answer["layers"][1]["mask"], drawn.astype(float))
+    assert {v for row in answer["layers"][1]["mask"] for v in row} <= {0, 1}
+    assert all(type(v) is int for row in answer["layers"][1]["mask"] for v in row)  # 0 and 1
     # the same request with that mask sent: the same numbers, and the mask is not echoed
     explicit = request | {"layers": [dict(layer) for layer in request["layers"]]}
     explicit["layers"][1] |= {"mask": drawn.astype(float).tolist(), "seed": None}
@@ -170,6 +172,28 @@ def test_the_same_seed_draws_the_same_mask_in_every_pass_and_in_binary(client):
     decoded = np.frombuffer(base64.b64decode(binary["data"]), "<f8").reshape(binary["shape"])
     assert np.array_equal(decoded, first["layers"][1]["mask"])
     assert first["gradient_check"]["max_relative_error"] < 1e-6
+
+
+@pytest.mark.parametrize("path", ["/v1/gradients", "/v1/check"])
+def test_the_mask_is_drawn_once_per_request_however_many_passes_reuse_it(client, monkeypatch, path):
+    """The gradient check re-runs forward for every nudge, the grader backward for every
+    mistake: one draw serves them all (the same seed would draw the same mask anyway)."""
+    draws = []
+
+    def counted(*args):
+        draws.append(args)
+        return real(*args)
+
+    real = dropout_kind.draw
+    monkeypatch.setattr(dropout_kind, "draw", counted)
+    request, _ = network(2, "columns", mask=None, seed=8)
+    if path == "/v1/check":
+        problem = {k: v for k, v in request.items() if k != "include"}
+        request = problem | {"submission": {"layers": [None, {"dx": [[0.0]]}, None]}}
+    else:
+        request |= {"gradient_check": True, "include": ["dx"]}
+    post(client, request, path)
+    assert draws == [(8, (6, 5), 0.7)]  # the seed, the client's (n, batch), keep_prob
 
 
 # -- the courses' own functions, written out --------------------------------------------------

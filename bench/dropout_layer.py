@@ -1,7 +1,8 @@
 """The dropout layer's own cost: its forward and backward (identity activation) at the
 benchmark's shape, a dropout after the 512-unit relu layer at batch 1024, against CS231n's
 dropout_forward / dropout_backward written out in NumPy; identity's backward as it was
-(dL/da times an array of ones) and as it is (dL/da itself), interleaved in one run.
+(dL/da times an array of ones) and as it is (dL/da itself), interleaved in one run.  Then the
+whole network, 784-512(relu)-dropout-10, against the same written out in NumPy.
 
     PYTHONPATH=$PWD OMP_NUM_THREADS=1 python -m bench.dropout_layer
 """
@@ -62,5 +63,53 @@ def main() -> None:
         print(f"  {name:30s} {ms:6.2f} ms   {ms / baseline:4.2f}x NumPy")
 
 
+def network() -> None:
+    """784-512(relu)-dropout-10(softmax, cross_entropy), batch 1024: compute_gradients against
+    the same network written out in NumPy (CS231n's affine, relu, dropout, softmax_loss)."""
+    from service.core import Problem, compute_gradients, dense_layer
+
+    rng = np.random.default_rng(0)
+    n_in, n_out = 784, 10
+    x, y = rng.normal(size=(BATCH, n_in)), np.eye(n_out)[rng.integers(0, n_out, BATCH)]
+    W1, b1 = rng.normal(size=(n_in, UNITS)) * 0.05, np.zeros(UNITS)
+    W2, b2 = rng.normal(size=(UNITS, n_out)) * 0.05, np.zeros(n_out)
+    D = (rng.random((BATCH, UNITS)) < KEEP_PROB).astype(float)
+
+    def core(*middle):
+        layers = (dense_layer(W1, b1, "relu"), *middle, dense_layer(W2, b2, "softmax"))
+        return compute_gradients(Problem(x, y, layers, "cross_entropy"))
+
+    def by_hand():
+        z1 = x @ W1 + b1
+        a1 = np.maximum(z1, 0)
+        mask = D / KEEP_PROB
+        d = a1 * mask
+        z2 = d @ W2 + b2
+        e = np.exp(z2 - z2.max(axis=1, keepdims=True))
+        s = e / e.sum(axis=1, keepdims=True)
+        dz2 = (s - y) / BATCH
+        dW2, db2 = d.T @ dz2, dz2.sum(axis=0)
+        dz1 = (dz2 @ W2.T) * mask * (z1 > 0)
+        return x.T @ dz1, dz1.sum(axis=0), dW2, db2
+
+    cases = {
+        "NumPy, mask sent": by_hand,
+        "core, no dropout": lambda: core(),
+        "core, mask sent": lambda: core(dropout_layer(KEEP_PROB, D)),
+        "core, seed": lambda: core(dropout_layer(KEEP_PROB, seed=1)),
+    }
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(15):
+        for name, run in cases.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    best = {name: min(t) * 1e3 for name, t in times.items()}
+    print(f"784-{UNITS}(relu)-dropout-10, batch {BATCH}, best of 15, interleaved")
+    for name, ms in best.items():
+        print(f"  {name:30s} {ms:6.1f} ms   {ms / best['NumPy, mask sent']:4.2f}x NumPy")
+
+
 if __name__ == "__main__":
     main()
+    network()

@@ -104,6 +104,8 @@ def reference(request: dict) -> dict:
     """loss, and per layer z, a, dz, dx and its parameters' gradients (dW, db; dgamma,
     dbeta), and a batchnorm's updated running statistics (client's shapes) as NumPy arrays.
 
+    A dropout layer ({"type": "dropout", "keep_prob", "mask" or "seed"}) has no dW or db.
+
     A layer without "biases" (or null) has no bias and no db; with "upstream" the
     backward pass starts from dL/d(last output) = upstream and the loss is None.
     """
@@ -118,6 +120,8 @@ def reference(request: dict) -> dict:
         kind = layer.get("type", "dense")
         if kind in NORMS:
             z, named, state = NORMS[kind](layer, a, columns)
+        elif kind == "dropout":
+            z, named, state = _dropout(layer, a), {}, {}
         else:
             (z, named), state = _dense(layer, a, convention), {}
         z.retain_grad()
@@ -152,6 +156,21 @@ def reference(request: dict) -> dict:
             for named, state, x, z, out in zip(params, states, inputs, zs, outs)
         ],
     }
+
+
+def _dropout(layer: dict, a: torch.Tensor) -> torch.Tensor:
+    """Inverted dropout, x * mask / keep_prob, on the input in the client's own layout.
+
+    The mask is the one sent, or the contract's draw from the seed:
+    np.random.default_rng(seed).random(shape) < keep_prob, shape being the input's as sent.
+    """
+    keep_prob = layer["keep_prob"]
+    if layer.get("mask") is not None:
+        mask = torch.tensor(layer["mask"])
+    else:
+        drawn = np.random.default_rng(layer["seed"]).random(tuple(a.shape)) < keep_prob
+        mask = torch.tensor(drawn.astype(np.float64))
+    return a * mask / keep_prob
 
 
 def _loss(request: dict, z: torch.Tensor, a: torch.Tensor, columns: bool) -> torch.Tensor:

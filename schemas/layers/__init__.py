@@ -19,9 +19,12 @@ from ..fields import Choice, json_type
 from .base import ACTIVATION_NAMES, DATA, WEIGHTS, Chained, LayerType, Layout
 from .batchnorm import BATCHNORM
 from .dense import DENSE
+from .dropout import DROPOUT
 from .layernorm import LAYERNORM
 
-LAYER_TYPES: dict[str, LayerType] = {kind.name: kind for kind in (DENSE, BATCHNORM, LAYERNORM)}
+LAYER_TYPES: dict[str, LayerType] = {
+    kind.name: kind for kind in (DENSE, BATCHNORM, LAYERNORM, DROPOUT)
+}
 
 
 def component_name(kind: str) -> str:

@@ -63,6 +63,14 @@ class Layer:
     def units_out(self, n_in: int) -> int:
         return KINDS[self.kind].units_out(n_in, self.params)
 
+    def held_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """The shapes of the arrays among its settings (a sent mask): the request holds them."""
+        return tuple(v.shape for v in self.settings.values() if isinstance(v, np.ndarray))
+
+    def state_shapes(self, batch: int, n_in: int) -> dict[str, tuple[int, ...]]:
+        """What its answer will carry besides gradients, before anything runs."""
+        return KINDS[self.kind].state_shapes(batch, n_in, self.settings)
+
     def with_params(self, **params: Array) -> Layer:
         """The same layer with some parameters replaced (a gradient step, a nudge)."""
         return replace(self, params={**self.params, **params})

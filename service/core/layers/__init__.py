@@ -23,9 +23,10 @@ from ..cost import LAYER_COSTS
 from .base import Kind
 from .batchnorm import BATCHNORM
 from .dense import DENSE
+from .dropout import DROPOUT
 from .layernorm import LAYERNORM
 
-KINDS: dict[str, Kind] = {kind.name: kind for kind in (DENSE, BATCHNORM, LAYERNORM)}
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (DENSE, BATCHNORM, LAYERNORM, DROPOUT)}
 
 LAYER_COSTS.update({name: kind.cost for name, kind in KINDS.items()})
 

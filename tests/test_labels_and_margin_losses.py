@@ -20,26 +20,11 @@ from service.core import Problem, compute_gradients, dense_layer
 from service.core.cost import NetworkShape, passes_parts
 from service.core.mistakes import passes_needed, variants
 from service.core.network import forward
-from tests.problems import CONVENTIONS, random_request
-from tests.torch_reference import assert_close, reference
+from tests.problems import CONVENTIONS, post, random_request
+from tests.torch_reference import assert_close, assert_matches_torch, reference
 
 ALL = ["z", "a", "dz", "dx"]
 OUTPUT = {"cross_entropy": "softmax", "svm": "identity", "hinge": "identity"}
-
-
-def post(client, request: dict, path: str = "/v1/gradients") -> dict:
-    response = client.post(path, json=request)
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
-
-
-def assert_matches_torch(answer: dict, request: dict) -> None:
-    expected = reference(request)
-    assert_close(answer["loss"], expected["loss"], "loss")
-    for i, (got, want) in enumerate(zip(answer["layers"], expected["layers"], strict=True)):
-        assert ("db" in got) == ("db" in want), f"layers.{i}: db present {sorted(got)}"
-        for name in ("dW", *[k for k in ("db", *ALL) if k in got]):
-            assert_close(got[name], want[name], f"layers.{i}.{name}")
 
 
 def network(seed: int, convention: str, loss: str, **options) -> tuple[dict, int, int]:

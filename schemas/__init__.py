@@ -1,5 +1,6 @@
 """marshmallow schemas: the boundary that parses JSON into canonical arrays."""
 
+from .answers import GradientsResponseSchema
 from .check import (
     CheckRequest,
     CheckRequestSchema,
@@ -9,7 +10,7 @@ from .check import (
 from .conventions import CONVENTIONS, Convention
 from .exercises import ExerciseRequest, ExerciseRequestSchema, ExerciseResponseSchema
 from .fields import Array, Number
-from .gradients import GradientsRequest, GradientsRequestSchema, GradientsResponseSchema
+from .gradients import GradientsRequest, GradientsRequestSchema
 from .health import HealthSchema, ReadinessSchema
 from .neuron import NeuronRequestSchema, NeuronResponseSchema
 from .problem import ProblemDetailsSchema

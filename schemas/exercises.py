@@ -9,14 +9,11 @@ from marshmallow import ValidationError, fields, post_load, validate, validates_
 from service.core import ALIASES, LOSSES, REDUCTIONS, Problem
 from service.core.exercises import ExerciseSpec
 
+from .answers import GradientsResponseSchema
 from .base import StrictSchema
 from .conventions import CONVENTIONS, Convention
 from .fields import MAX_LAYERS, BoundedList, Choice, Whole, one_of
-from .gradients import (
-    GradientsRequest,
-    GradientsRequestSchema,
-    GradientsResponseSchema,
-)
+from .gradients import GradientsRequest, GradientsRequestSchema
 from .layers import ACTIVATION_NAMES, WEIGHTS
 
 BIAS_FORMS = {"flat": lambda n: (n,), "row": lambda n: (1, n)}

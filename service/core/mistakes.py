@@ -6,6 +6,16 @@ values match it.  A mistake made in layer k changes dz, dW and db of layer k
 and of every earlier layer, so fields far from the mistake are diagnosed with
 its cause rather than as unexplained wrong values.
 
+Students put the reduction's 1/N in one of three places, and a mistake made
+before it (in dL/da) gives other numbers than one made after it, so every
+mistake is recomputed in each placement that gives different numbers:
+
+    "reduced"     inside dL/da, so in every dz (PyTorch, CS231n, this service's default)
+    "in_dz"       on the output layer's dz, after its chain rule (dz2 = (...) / m)
+    "per_sample"  in dW and db only (Andrew Ng's dW = 1/m * dZ @ A_prev.T, db likewise)
+
+The client's own ``dz_scale`` placement is tried first.
+
 Shape mistakes (a db not summed over the batch, a transposed dW, a column
 bias) need no recomputation; the grader recognises them from the shapes.
 """
@@ -13,14 +23,22 @@ bias) need no recomputation; the grader recognises them from the shapes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .activations import ALIASES
 from .budget import NO_DEADLINE, Deadline
 from .losses import minus_targets
-from .network import Forward, Gradients, Problem, backward, loss_scale, output_shape
+from .network import (
+    Forward,
+    Gradients,
+    Problem,
+    backward,
+    loss_scale,
+    loss_value,
+    output_shape,
+)
 
 Array = np.ndarray
 
@@ -30,6 +48,9 @@ OUTPUT_FORM_DERIVATIVES: dict[str, Callable[[Array], Array]] = {
     "sigmoid": lambda s: s * (1.0 - s),
     "tanh": lambda s: 1.0 - s**2,
 }
+
+
+PLACEMENTS = ("reduced", "per_sample", "in_dz")
 
 
 @dataclass(frozen=True)
@@ -42,13 +63,30 @@ class Variant:
     result: Gradients
     #: for the scale mistakes, the divisor or factor that was misapplied
     factor: float | None = None
+    #: where the reduction's 1/N was put (PLACEMENTS)
+    placement: str = "reduced"
+    #: which form of the mistake, when a code has several (the rule's name)
+    form: str = ""
+
+
+def placements(problem: Problem, linear: bool) -> tuple[str, ...]:
+    """The placements of 1/N that give different numbers for a mistake, the client's first.
+
+    A mistake linear in dL/da (a sign, a missing factor) gives the same numbers with the
+    1/N inside dL/da or on dz, so "in_dz" is only tried for the others."""
+    if problem.upstream is not None or loss_scale(problem) == 1.0:
+        return ("reduced",)
+    own = problem.dz_scale
+    found = (own, *(p for p in PLACEMENTS[:2] if p != own))
+    return found if linear else (*found, "in_dz")
 
 
 def passes_needed(problem: Problem) -> int:
     """An upper bound on the backward passes ``variants`` computes, for the work limits."""
     layers = len(problem.layers)
     per_layer_scopes = layers + (1 if layers > 1 else 0)
-    return 1 + 1 + 2 + len(LAYER_MISTAKES) * per_layer_scopes
+    rule_passes = sum(len(PLACEMENTS) - (1 if linear else 0) for *_, linear in LAYER_MISTAKES)
+    return 1 + 2 + 2 + rule_passes * per_layer_scopes
 
 
 def variants(
@@ -57,19 +95,47 @@ def variants(
     """Every mistake in the catalogue that changes something for this problem
     (``keep_dx``: each pass keeps every layer's dx, for a submission that has one)."""
     last = len(problem.layers) - 1
+    reduce = loss_scale(problem)
 
-    def recompute(**mistake) -> Gradients:
-        return backward(problem, fwd, deadline=deadline, keep_dx=keep_dx, **mistake)
+    def recompute(placement: str = "reduced", dz_rule=None, **mistake) -> Gradients:
+        def run(**scales) -> Gradients:
+            return backward(
+                problem, fwd, dz_rule=dz_rule, deadline=deadline, keep_dx=keep_dx, **scales
+            )
+
+        if mistake:  # the scale mistakes: the 1/N itself is what is wrong
+            return run(**mistake)
+        if placement == "reduced":
+            return run(scale=reduce, param_scale=1.0)
+        if placement == "per_sample":
+            return run(scale=1.0, param_scale=reduce)
+
+        def on_output_dz(i, z, a, dL_da, dz):  # "in_dz": dz2 = (the chain rule) / m
+            dz = dz if dz_rule is None else dz_rule(i, z, a, dL_da, dz)
+            return reduce * dz if i == last else dz
+
+        result = backward(
+            problem,
+            fwd,
+            dz_rule=on_output_dz,
+            scale=1.0,
+            param_scale=1.0,
+            deadline=deadline,
+            keep_dx=keep_dx,
+        )
+        return replace(result, loss=loss_value(problem, fwd.zs[-1], fwd.outs[-1]))
 
     def flip_output(i, z, a, dL_da, dz):
         return -dz if i == last else dz
 
     if problem.upstream is None:  # with upstream there is no loss, error or reduction
-        yield Variant("sign_flipped", (), recompute(dz_rule=flip_output))
+        for placement in placements(problem, linear=True):
+            result = recompute(placement, dz_rule=flip_output)
+            yield Variant("sign_flipped", (), result, placement=placement)
         yield from _scale_variants(problem, recompute)
 
     activations = [_activation(problem, i) for i in range(last + 1)]
-    for code, applies, rule, at_output in LAYER_MISTAKES:
+    for code, applies, rule, at_output, linear in LAYER_MISTAKES:
         if at_output and problem.upstream is not None:
             continue
         layers = [i for i, name in enumerate(activations) if applies(name, i == last, problem)]
@@ -79,7 +145,9 @@ def variants(
         for scope in scopes:
             if at_output and last not in scope:
                 continue
-            yield Variant(code, scope, recompute(dz_rule=_in_layers(scope, rule, problem)))
+            for placement in placements(problem, linear):
+                result = recompute(placement, dz_rule=_in_layers(scope, rule, problem))
+                yield Variant(code, scope, result, placement=placement, form=rule.__name__)
 
 
 def _scale_variants(problem: Problem, recompute) -> Iterator[Variant]:
@@ -87,14 +155,11 @@ def _scale_variants(problem: Problem, recompute) -> Iterator[Variant]:
     counts = sorted({batch, batch * n_out} - {1})
     if problem.reduction == "sum":
         for n in counts:
-            yield Variant("averaged_instead_of_summed", (), recompute(scale=1 / n), n)
+            result = recompute(scale=1 / n, param_scale=1.0)
+            yield Variant("averaged_instead_of_summed", (), result, n)
     else:
-        yield Variant(
-            "summed_instead_of_averaged",
-            (),
-            recompute(scale=1.0),
-            1 / loss_scale(problem),
-        )
+        result = recompute(scale=1.0, param_scale=1.0)
+        yield Variant("summed_instead_of_averaged", (), result, 1 / loss_scale(problem))
 
 
 def _in_layers(scope: tuple[int, ...], rule, problem: Problem):
@@ -140,10 +205,11 @@ def _has_a_derivative(name: str, is_output: bool, problem: Problem) -> bool:
 
 
 #: (diagnosis, which layers it can be made in, the mistaken dz rule, only in scopes that
-#: include the output layer). Each is tried in every such layer alone, then in all of them.
+#: include the output layer, linear in dL/da). Each is tried in every such layer alone,
+#: then in all of them, in each placement of the 1/N that gives other numbers.
 LAYER_MISTAKES = (
-    ("derivative_of_preactivation", _has_output_form, _preactivation_derivative, False),
-    ("derivative_of_error", _has_output_form, _derivative_of_error, False),
-    ("derivative_of_error", _has_output_form, _derivative_of_raw_error, True),
-    ("missing_activation_derivative", _has_a_derivative, _missing_derivative, False),
+    ("derivative_of_preactivation", _has_output_form, _preactivation_derivative, False, True),
+    ("derivative_of_error", _has_output_form, _derivative_of_error, False, False),
+    ("derivative_of_error", _has_output_form, _derivative_of_raw_error, True, False),
+    ("missing_activation_derivative", _has_a_derivative, _missing_derivative, False, True),
 )

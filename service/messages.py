@@ -1,0 +1,191 @@
+"""The autograder's messages: what went wrong, where, and the line that fixes it.
+
+Each message names the mistake in words, quotes the student's formula and the
+right one in backticks (service.feedback builds them, in the client's
+convention, bias shape and dz_scale), and ends with the fix, found by
+``Fix: `...` `` or ``Fix in layer k: `...` `` (k when the fix is in another
+layer than the field graded).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from service.core.mistakes import Variant
+from service.core.network import Problem
+from service.core.shapes import shape_text
+from service.feedback import Formulas, fix
+
+if TYPE_CHECKING:
+    from schemas.conventions import Convention
+
+#: the derivative formula written for a, as a student applies it to something else
+OUTPUT_FORM = {"sigmoid": "{g} * (1 - {g})", "tanh": "1 - {g}**2"}
+PLACED = {
+    "reduced": "holds the reduction's 1/N (PyTorch's and CS231n's dz)",
+    "per_sample": "leaves the reduction's 1/N to dW and db (Andrew Ng's dZ)",
+    "in_dz": "has the reduction's 1/N applied to the output's dz",
+}
+
+
+class Messages:
+    def __init__(self, problem: Problem, convention: Convention):
+        self.problem = problem
+        self.c = convention
+        self.f = Formulas(problem, convention.name, convention.samples_are_columns)
+        self.last = len(problem.layers) - 1
+
+    # -- one field's right formula ------------------------------------------------------------
+
+    def field_fix(self, layer: int, name: str, shape: tuple[int, ...]) -> str | None:
+        f = self.f
+        return {
+            "z": lambda: f.forward_z(layer),
+            "a": lambda: f.forward_a(layer),
+            "dz": lambda: f.dz(layer),
+            "dW": lambda: f.dW(layer),
+            "db": lambda: f.db(shape),
+            "dx": f.dx,
+        }.get(name, lambda: None)()
+
+    # -- shapes -------------------------------------------------------------------------------
+
+    def not_reduced(self, path: str, got: tuple, want: tuple) -> str:
+        sample_axis = "column" if self.c.samples_are_columns else "row"
+        return (
+            f"{path} has one {sample_axis} per sample (shape {shape_text(got)}): dL/dz was not "
+            f"summed over the batch axis. The bias is added to every sample, so its gradient is "
+            f"the sum of every sample's dz, shape {shape_text(want)}.{fix(self.f.db(want))}"
+        )
+
+    def column_bias(self, path: str, n: int, want: tuple) -> str:
+        return (
+            f"{path} is a ({n}, 1) column, but in the {self.c.name!r} convention biases are "
+            f"rows: a column bias broadcasts along the batch axis instead of the unit axis; "
+            f"db is {shape_text(want)}.{fix(self.f.db(want))}"
+        )
+
+    def flat_column_bias(self, n: int) -> str:
+        return (
+            f" Without keepdims=True the sum loses its axis, and b - lr * db would broadcast "
+            f"({n}, 1) against ({n},) into ({n}, {n}).{fix(self.f.db((n, 1)))}"
+        )
+
+    def transposed(self, path: str, layer: int, name: str, shape: tuple) -> str:
+        if name == "dW":
+            like = ", like nn.Linear's weight" if self.c.name == "torch" else ""
+            return (
+                f"{path} is the transpose of the right answer. In the {self.c.name!r} "
+                f"convention dW is {shape_text(shape)}{like}.{fix(self.f.dW(layer))}"
+            )
+        batch_shape = shape_text(self.c.data_shape("batch", "n"))
+        return (
+            f"{path} is the transpose of the right answer: in the {self.c.name!r} convention "
+            f"it is {batch_shape}.{fix(self.field_fix(layer, name, shape))}"
+        )
+
+    # -- values -------------------------------------------------------------------------------
+
+    def wrong_loss(self, submitted: float, expected: float) -> str:
+        p = self.problem
+        return (
+            f"loss is {submitted:.10g}, expected {expected:.10g}; no common mistake explains the "
+            f"difference. Check the {p.loss} formula and the {p.reduction!r} reduction."
+            f"{fix(self.f.loss())}"
+        )
+
+    def wrong_values(self, path: str, layer: int, name: str, shape: tuple) -> str:
+        text = (
+            f"{path} has the right shape but wrong values, and no common mistake explains "
+            f"them. Check layer {layer}'s chain rule."
+        )
+        if name == "dx":
+            text += " Each layer's dx is the dL/da of the layer below."
+        axis = self.f.axis
+        prose = {
+            "dgamma": f" dgamma = np.sum(dout * x_hat, axis={axis}), x_hat the normalised input.",
+            "dbeta": f" dbeta = np.sum(dout, axis={axis}).",
+        }
+        statement = self.field_fix(layer, name, shape)
+        return text + (fix(statement) if statement else prose.get(name, ""))
+
+    def scale(
+        self, what: str, variant: Variant, layer: int | None = None, name: str = "", shape=()
+    ) -> str:
+        problem = self.problem
+        if variant.code == "averaged_instead_of_summed":
+            text = (
+                f"{what} is the right value divided by {variant.factor:g}: the problem's "
+                "reduction is 'sum', so the loss adds every sample's term and nothing is "
+                "averaged. Drop the division."
+            )
+        else:
+            over = "batch * n_out" if problem.loss not in ("cross_entropy", "svm") else "the batch"
+            text = (
+                f"{what} is {variant.factor:g} times the right value: the problem's reduction is "
+                f"'mean', so the loss, and so every gradient, is divided by {over} "
+                f"({variant.factor:g})."
+            )
+        return text + self._scale_fix(layer, name, shape)
+
+    def _scale_fix(self, layer: int | None, name: str, shape: tuple) -> str:
+        if layer is None:
+            return fix(self.f.loss())
+        if self.f.per_sample and name in ("dW", "db"):
+            return fix(self.field_fix(layer, name, shape))
+        return fix(self.f.output_fix(), self.last)
+
+    def variant(self, path: str, layer: int, variant: Variant, name: str) -> str:
+        note = self._placement_note(variant, name)
+        if variant.code == "sign_flipped":
+            return (
+                f"{path} has the right size but the wrong sign: the output error is a - y "
+                "(prediction minus target), not y - a; every gradient inherits its sign."
+                f"{note}{fix(self.f.output_fix(), self.last)}"
+            )
+        where = _layers_text(variant.layers)
+        k = layer if layer in variant.layers else max(variant.layers)
+        explain = self._explain(variant, k) + note + fix(self.f.dz(k), k)
+        if layer in variant.layers:
+            return f"In {where}, {explain}"
+        return (
+            f"This error comes from a mistake in {where}, propagated back to layer {layer}: "
+            f"{explain}"
+        )
+
+    def _explain(self, variant: Variant, k: int) -> str:
+        act = self.f.activation(k)
+        g = "dh" if k == self.last and self.problem.upstream is None else "da"
+        right = self.f.chain(k, g)
+        if variant.code == "derivative_of_preactivation":
+            wrong = right.replace("a * (1 - a)", "z * (1 - z)").replace("a**2", "z**2")
+            return (
+                f"the derivative of {act} was computed from z with the formula meant for "
+                f"a = {act}(z): `{wrong}` instead of `{right}`."
+            )
+        if variant.code == "derivative_of_error":
+            wrong = f"dz = {OUTPUT_FORM[act].format(g=g)}"
+            if variant.form == "_derivative_of_raw_error" and k == self.last:
+                wrong = f"dh = a - {self.f.targets()}; {wrong}"
+            return (
+                f"the derivative formula of {act} was applied to the error instead of the "
+                f"activation, as in `{wrong}`. The error multiplies the derivative: `{right}`."
+            )
+        # missing_activation_derivative
+        return f"dz was taken equal to dL/da (`dz = {g}`): the factor f'(z) of {act} is missing."
+
+    def _placement_note(self, variant: Variant, name: str) -> str:
+        own = self.problem.dz_scale
+        if name not in ("dz", "dx") or variant.placement in (own, "in_dz"):
+            return ""
+        return (
+            f" Your {name} {PLACED[variant.placement]}; the problem's {PLACED[own]} "
+            f'(send "dz_scale": "{variant.placement}" to grade dz that way).'
+        )
+
+
+def _layers_text(layers: tuple[int, ...]) -> str:
+    if len(layers) == 1:
+        return f"layer {layers[0]}"
+    names = [str(k) for k in sorted(layers)]
+    return "layers " + ", ".join(names[:-1]) + " and " + names[-1]

@@ -17,7 +17,7 @@ import numpy as np
 from service.core import Gradients, compute_gradients
 from service.core.budget import NO_DEADLINE, Deadline
 from service.core.mistakes import Variant, variants
-from service.core.network import forward
+from service.core.network import forward, l2_gradient_factor, loss_scale
 from service.core.shapes import shape_text
 from service.core.submission import Submission, Tolerance
 from service.feedback import fix
@@ -133,7 +133,15 @@ class Grader:
         for variant in self.mistaken_passes():
             wrong = variant.result.loss
             if not self.tolerance.close(wrong, expected) and self.tolerance.close(submitted, wrong):
-                return self._diagnosed(result, variant.code, self.say.scale("loss", variant))
+                if variant.code in SCALE_CODES:
+                    message = self.say.scale("loss", variant)
+                else:
+                    message = self.say.variant("loss", -1, variant, "loss")
+                return self._diagnosed(result, variant.code, message)
+        k = submitted / expected if expected else None
+        if k is not None and _recognisable(k) and self.tolerance.close(submitted, k * expected):
+            message = self.say.scaled("loss", k, None, "loss", ())
+            return self._diagnosed(result, "scaled_by_constant", message)
         return self._diagnosed(result, "wrong_values", self.say.wrong_loss(submitted, expected))
 
     def grade_field(self, layer: int, name: str, submitted: np.ndarray) -> FieldResult:
@@ -157,12 +165,101 @@ class Grader:
                 return self._diagnosed(
                     result, variant.code, self._variant_message(path, layer, name, variant)
                 )
+        if name == "dW":
+            which = self._wrong_input(layer, aligned, expected)
+            if which is not None:
+                message = self.say.wrong_input(path, layer, which)
+                return self._diagnosed(result, "wrong_layer_input", message)
+        if name == "db" and self._summed_over_units(layer, aligned, expected):
+            message = self.say.wrong_axis(path, expected.shape)
+            return self._diagnosed(result, "summed_over_wrong_axis", message)
         square = aligned.ndim == 2 and aligned.shape == aligned.T.shape
         if square and self.tolerance.close(aligned.T, expected):
             message = self.say.transposed(path, layer, name, expected.shape)
             return self._diagnosed(result, "transposed", message)
+        k = self._scale_of(layer, name, aligned, expected)
+        if k is not None:
+            message = self.say.scaled(path, k, layer, name, expected.shape)
+            return self._diagnosed(result, "scaled_by_constant", message)
         message = self.say.wrong_values(path, layer, name, expected.shape)
         return self._diagnosed(result, "wrong_values", message)
+
+    # -- mistakes found from the reference pass alone ---------------------------------
+
+    def _param_scale(self) -> float:
+        """The factor on dW and db beyond dz: the 1/N with dz_scale "per_sample"."""
+        problem = self.request.problem
+        return loss_scale(problem) if problem.dz_scale == "per_sample" else 1.0
+
+    def _l2_term(self, layer: int) -> np.ndarray | None:
+        """l2's share of dW, in the client's layout (None without l2)."""
+        problem = self.request.problem
+        if not problem.l2 or problem.layers[layer].kind != "dense":
+            return None
+        term = l2_gradient_factor(problem) * problem.layers[layer].weights
+        return self.request.to_client(term, self.request.layouts[layer]["dW"])
+
+    def _wrong_input(self, layer: int, aligned, expected) -> str | None:
+        """wrong_layer_input: dW = x.T @ dz with x another layer's activations (or the
+        inputs) than this layer's own input; recomputed for each x of the right width."""
+        problem = self.request.problem
+        if problem.layers[layer].kind != "dense":
+            return None
+        dz = self.reference.layers[layer].dz
+        n_in = problem.layers[layer].weights.shape[0]
+        candidates = [("the inputs", problem.inputs)] if layer > 0 else []
+        candidates += [
+            (f"layer {j}'s activation", out)
+            for j, out in enumerate(self._forward.outs)
+            if j != layer - 1
+        ]
+        l2 = self._l2_term(layer)
+        for which, x in candidates:
+            if x.shape[1] != n_in:
+                continue
+            wrong = self.request.to_client(
+                self._param_scale() * (x.T @ dz), self.request.layouts[layer]["dW"]
+            )
+            if l2 is not None:
+                wrong = wrong + l2
+            if not self.tolerance.close(wrong, expected) and self.tolerance.close(aligned, wrong):
+                return which
+        return None
+
+    def _summed_over_units(self, layer: int, submitted, expected) -> bool:
+        """summed_over_wrong_axis: db = np.sum(dz, axis=<the units>), one value a sample."""
+        batch = self.request.problem.inputs.shape[0]
+        if submitted.size != batch or submitted.ndim > 2 or max(submitted.shape) != batch:
+            return False
+        dz = self.value(self.reference, layer, "dz")
+        wrong = self._param_scale() * dz.sum(axis=0 if self.c.samples_are_columns else 1)
+        if submitted.shape == expected.shape and self.tolerance.close(
+            wrong.reshape(expected.shape), expected
+        ):
+            return False
+        return self.tolerance.close(submitted.reshape(-1), wrong)
+
+    def _scale_of(self, layer: int, name: str, aligned, expected) -> float | None:
+        """scaled_by_constant: the k for which the submission is k times the right values
+        (l2's share of dW left out: a constant on the output's gradient does not scale it),
+        or None.  A field of one significant number is some multiple of anything: there,
+        only a k that is a whole number or its inverse counts."""
+        if name not in ("dz", "dx", "dW", "db", "dgamma", "dbeta"):
+            return None
+        l2 = self._l2_term(layer) if name == "dW" else None
+        got, want = (aligned, expected) if l2 is None else (aligned - l2, expected - l2)
+        want = np.asarray(want, dtype=np.float64).ravel()
+        got = np.asarray(got, dtype=np.float64).ravel()
+        norm = float(want @ want)
+        if norm == 0.0 or not np.isfinite(norm):
+            return None
+        k = float(got @ want) / norm
+        if not np.isfinite(k) or k == 0.0 or np.isclose(k, 1.0, rtol=self.tolerance.rtol):
+            return None
+        significant = np.count_nonzero(np.abs(want) > self.tolerance.atol)
+        if significant < 2 and not _recognisable(k):
+            return None
+        return k if self.tolerance.close(got, k * want) else None
 
     # -- shapes ---------------------------------------------------------------
 
@@ -200,6 +297,9 @@ class Grader:
         if name == "db" and submitted.shape == per_sample and batch > 1:
             message = self.say.not_reduced(path, submitted.shape, expected.shape)
             return self._diagnosed(result, "not_reduced_over_batch", message)
+        if name == "db" and self._summed_over_units(layer, submitted, expected):
+            message = self.say.wrong_axis(path, expected.shape)
+            return self._diagnosed(result, "summed_over_wrong_axis", message)
         if name == "db" and not self.c.samples_are_columns and submitted.shape == (n, 1) and n > 1:
             message = self.say.column_bias(path, n, expected.shape)
             return self._diagnosed(result, "column_vector_shape", message)
@@ -247,10 +347,25 @@ class Grader:
         return result
 
     def _variant_message(self, path: str, layer: int, name: str, variant: Variant) -> str:
-        if variant.code in ("averaged_instead_of_summed", "summed_instead_of_averaged"):
+        if variant.code in SCALE_CODES:
             expected_shape = self.value(self.reference, layer, name).shape
             return self.say.scale(path, variant, layer, name, expected_shape)
         return self.say.variant(path, layer, variant, name)
+
+
+SCALE_CODES = (
+    "averaged_instead_of_summed",
+    "summed_instead_of_averaged",
+    "reduced_over_batch_only",
+)
+
+
+def _recognisable(k: float) -> bool:
+    """A constant a student plausibly multiplied by: a whole number, its inverse, or 0.5."""
+    for value in (abs(k), 1 / abs(k)):
+        if 2 <= round(value) <= 1_000_000 and np.isclose(value, round(value), rtol=1e-9):
+            return True
+    return False
 
 
 def gradescope_results(report: Report) -> dict:

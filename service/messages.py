@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from service.core.mistakes import Variant
 from service.core.network import Problem
 from service.core.shapes import shape_text
@@ -113,7 +115,14 @@ class Messages:
         self, what: str, variant: Variant, layer: int | None = None, name: str = "", shape=()
     ) -> str:
         problem = self.problem
-        if variant.code == "averaged_instead_of_summed":
+        if variant.code == "reduced_over_batch_only":
+            batch = round(self.f.n / variant.factor)
+            text = (
+                f"{what} is {variant.factor:g} times the right value: mse's 'mean' divides by "
+                f"every element, batch * n_out ({self.f.n}), as PyTorch's MSELoss does, not by "
+                f"the batch ({batch}) alone."
+            )
+        elif variant.code == "averaged_instead_of_summed":
             text = (
                 f"{what} is the right value divided by {variant.factor:g}: the problem's "
                 "reduction is 'sum', so the loss adds every sample's term and nothing is "
@@ -145,7 +154,8 @@ class Messages:
             )
         where = _layers_text(variant.layers)
         k = layer if layer in variant.layers else max(variant.layers)
-        explain = self._explain(variant, k) + note + fix(self.f.dz(k), k)
+        text, statement = self._explain(variant, k)
+        explain = text + note + fix(statement, k)
         if layer in variant.layers:
             return f"In {where}, {explain}"
         return (
@@ -153,26 +163,85 @@ class Messages:
             f"{explain}"
         )
 
-    def _explain(self, variant: Variant, k: int) -> str:
+    def _explain(self, variant: Variant, k: int) -> tuple[str, str | None]:
+        """The mistake in words and quoted formulas, and the statement that fixes layer k."""
+        code = variant.code
+        if code == "labels_not_one_hot":
+            wrong = "a - y.reshape(1, -1)" if self.c.samples_are_columns else "a - y[:, None]"
+            return (
+                f"the class labels were subtracted as numbers, as in `dz = {wrong}`: y holds "
+                "class indices, and the softmax's gradient subtracts 1 at each sample's class "
+                f"only (y's one-hot rows, `{self.f.targets()}`).",
+                self.f.output_fix(),
+            )
+        if code == "margin_counted_for_correct_class":
+            return (
+                "the svm's margin was counted for each sample's own class: there "
+                "max(0, s_y - s_y + 1) = 1 is positive, so that class's gradient has one -1 too "
+                "many. Set the margin at j = y to 0 before counting.",
+                None,
+            )
+        if code == "missing_weights_in_chain":
+            return (
+                f"layer {k}'s dz was handed to layer {k - 1} as its dL/da without the weights "
+                "(dA_prev = dZ): the chain rule goes through the weights that made z.",
+                self.f.dx(),
+            )
         act = self.f.activation(k)
         g = "dh" if k == self.last and self.problem.upstream is None else "da"
         right = self.f.chain(k, g)
-        if variant.code == "derivative_of_preactivation":
+        if code == "derivative_of_preactivation":
             wrong = right.replace("a * (1 - a)", "z * (1 - z)").replace("a**2", "z**2")
-            return (
+            text = (
                 f"the derivative of {act} was computed from z with the formula meant for "
                 f"a = {act}(z): `{wrong}` instead of `{right}`."
             )
-        if variant.code == "derivative_of_error":
+        elif code == "derivative_of_error":
             wrong = f"dz = {OUTPUT_FORM[act].format(g=g)}"
             if variant.form == "_derivative_of_raw_error" and k == self.last:
                 wrong = f"dh = a - {self.f.targets()}; {wrong}"
-            return (
+            text = (
                 f"the derivative formula of {act} was applied to the error instead of the "
                 f"activation, as in `{wrong}`. The error multiplies the derivative: `{right}`."
             )
-        # missing_activation_derivative
-        return f"dz was taken equal to dL/da (`dz = {g}`): the factor f'(z) of {act} is missing."
+        else:  # missing_activation_derivative
+            text = f"dz was taken equal to dL/da (`dz = {g}`): the f'(z) of {act} is missing."
+        return text, self.f.dz(k)
+
+    def scaled(self, path: str, k: float, layer: int | None, name: str, shape: tuple) -> str:
+        """scaled_by_constant: every entry k times the right one."""
+        p = self.problem
+        n = self.f.n
+        if p.loss == "mse" and np.isclose(k, 0.5):
+            why = "mse's derivative is 2 * (a - y), over N for 'mean': the 2 is missing."
+        elif p.loss == "half_mse" and np.isclose(k, 2.0):
+            why = "half_mse is 0.5 * (a - y)**2, whose derivative is a - y: the 2 is mse's."
+        elif n > 1 and np.isclose(k, 1 / n):
+            why = f"the reduction's 1/N (N = {n}) was applied twice."
+        elif n > 1 and np.isclose(k, n):
+            why = f"the reduction's 1/N (N = {n}) is missing."
+        else:
+            why = "a constant factor on the output's gradient is wrong (a 2, a 0.5 or an N)."
+        text = f"{path} is {k:.6g}x the right value, every entry alike: {why}"
+        if layer is None:
+            return text + fix(self.f.loss())
+        if n > 1 and np.isclose(k, 1 / n) and name in ("dW", "db"):
+            return text + fix(self.field_fix(layer, name, shape))
+        return text + fix(self.f.output_fix(), self.last)
+
+    def wrong_input(self, path: str, layer: int, which: str) -> str:
+        right = "the inputs" if layer == 0 else f"layer {layer - 1}'s activation"
+        return (
+            f"{path} was built from {which} where {right} belongs: dW pairs dz with the input "
+            f"of its own layer, a_prev.{fix(self.f.dW(layer))}"
+        )
+
+    def wrong_axis(self, path: str, want: tuple) -> str:
+        return (
+            f"{path} is dz summed over the units (axis {self.f.unit_axis}): one value per sample. "
+            f"The bias has one value per unit, added to every sample, so its gradient sums over "
+            f"the samples (axis {self.f.axis}), shape {shape_text(want)}.{fix(self.f.db(want))}"
+        )
 
     def _placement_note(self, variant: Variant, name: str) -> str:
         own = self.problem.dz_scale

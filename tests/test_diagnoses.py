@@ -357,3 +357,203 @@ def test_dz_scale_is_documented_in_the_openapi_with_its_choices_and_courses(clie
     field = document["components"]["schemas"][schema]["properties"]["dz_scale"]
     assert field["enum"] == ["reduced", "per_sample"] and field["default"] == "reduced"
     assert "Andrew Ng" in field["description"] and "CS231n" in field["description"]
+
+
+# -- the mistakes that had no code (item 4): more hand-written students ---------------------------
+
+
+def graded(client, request: dict, layers: list[dict], loss: float | None = None) -> dict:
+    """Grade a student's arrays (numpy arrays, in the problem's own layout)."""
+    submission = {"layers": [{k: v.tolist() for k, v in layer.items()} for layer in layers]}
+    if loss is not None:
+        submission["loss"] = loss
+    body = {k: as_json(v) for k, v in request.items() if k != "layers"}
+    body["layers"] = [{k: as_json(v) for k, v in layer.items()} for layer in request["layers"]]
+    response = client.post("/v1/check", json=body | {"submission": submission})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def every_field(code_of_layer: dict[int, str], names=("dz", "dW", "db")) -> dict[str, str]:
+    return {f"layers.{i}.{n}": code for i, code in code_of_layer.items() for n in names}
+
+
+def torch_mse_student(rng, *, two=2, divide_by="numel", hidden=4, dW2_from_inputs=False):
+    """PyTorch's layout, mse over every element; ``two`` is the derivative's factor."""
+    x, y = rng.normal(size=(BATCH, 3)), rng.uniform(0.05, 0.95, size=(BATCH, 2))
+    W1, b1 = rng.normal(scale=0.8, size=(hidden, 3)), rng.normal(scale=0.3, size=(1, hidden))
+    W2, b2 = rng.normal(scale=0.8, size=(2, hidden)), rng.normal(scale=0.3, size=(1, 2))
+    h = np.tanh(x @ W1.T + b1)
+    out = sigmoid(h @ W2.T + b2)
+    n = {"numel": out.size, "batch": out.shape[0]}[divide_by]
+    dz2 = two * (out - y) / n * out * (1 - out)
+    dz1 = (dz2 @ W2) * (1 - h**2)
+    dW2 = dz2.T @ (x if dW2_from_inputs else h)
+    layers = [
+        {"dz": dz1, "dW": dz1.T @ x, "db": dz1.sum(0, keepdims=True)},
+        {"dz": dz2, "dW": dW2, "db": dz2.sum(0, keepdims=True)},
+    ]
+    request = {
+        "inputs": x,
+        "targets": y,
+        "layers": [
+            {"weights": W1, "biases": b1, "activation": "tanh"},
+            {"weights": W2, "biases": b2, "activation": "sigmoid"},
+        ],
+        "loss": "mse",
+        "convention": "torch",
+    }
+    return request, layers
+
+
+def test_mse_without_its_2_is_scaled_by_constant_one_half_in_every_field(client):
+    request, layers = torch_mse_student(np.random.default_rng(1), two=1)
+    body = graded(client, request, layers)
+    assert outcomes(body) == every_field({0: "scaled_by_constant", 1: "scaled_by_constant"})
+    message = body["results"][0]["message"]
+    assert "is 0.5x the right value" in message and "the 2 is missing" in message
+
+
+def test_mse_divided_by_the_batch_only_is_reduced_over_batch_only(client):
+    request, layers = torch_mse_student(np.random.default_rng(2), divide_by="batch")
+    body = graded(client, request, layers)
+    code = "reduced_over_batch_only"
+    assert outcomes(body) == every_field({0: code, 1: code})
+    assert "batch * n_out (10)" in body["results"][-1]["message"]
+
+
+def test_dW_built_from_the_inputs_instead_of_the_hidden_activation_is_wrong_layer_input(client):
+    request, layers = torch_mse_student(np.random.default_rng(3), hidden=3, dW2_from_inputs=True)
+    body = graded(client, request, layers)
+    expected = every_field({0: "passed", 1: "passed"}) | {"layers.1.dW": "wrong_layer_input"}
+    assert outcomes(body) == expected
+    message = next(r["message"] for r in body["results"] if r["field"] == "layers.1.dW")
+    assert "built from the inputs where layer 0's activation belongs" in message
+    assert message.endswith("Fix: `dW = dz.T @ a_prev`.")
+
+
+def test_ngs_one_over_m_applied_in_dZ_and_again_in_dW_is_scaled_by_constant_1_over_m(client):
+    request, arrays = ng_problem(np.random.default_rng(4))
+    layers = ng_student(arrays, "none", "dz")  # dZ2 = (...) / m: dz right with dz_scale reduced
+    m = BATCH
+    for layer in layers:  # ... and 1/m again in dW and db, as the course writes them
+        layer["dW"], layer["db"] = layer["dW"] / m, layer["db"] / m
+    body = graded(client, request, layers)
+    expected = every_field({0: "scaled_by_constant", 1: "scaled_by_constant"}, ("dW", "db"))
+    assert outcomes(body) == expected | every_field({0: "passed", 1: "passed"}, ("dz",))
+    message = body["results"][1]["message"]
+    assert f"is {1 / m:g}x the right value" in message and "applied twice" in message
+
+
+def test_ngs_dA1_equal_to_dZ2_without_W2_is_missing_weights_in_chain(client):
+    request, (X, Y, W1, b1, W2, b2) = ng_problem(np.random.default_rng(5))
+    m = X.shape[1]
+    A1 = np.tanh(W1 @ X + b1)
+    A2 = sigmoid(W2 @ A1 + b2)
+    dZ2 = 2 * (A2 - Y) * A2 * (1 - A2)
+    dZ1 = dZ2 * (1 - A1**2)  # the bug: W2.T @ dZ2 forgotten; (1, m) broadcasts over (4, m)
+    layers = [
+        {"dz": dZ1 / m, "dW": dZ1 @ X.T / m, "db": np.sum(dZ1, axis=1, keepdims=True) / m},
+        {"dz": dZ2 / m, "dW": dZ2 @ A1.T / m, "db": np.sum(dZ2, axis=1, keepdims=True) / m},
+    ]
+    body = graded(client, request, layers)
+    code = "missing_weights_in_chain"
+    assert outcomes(body) == every_field({0: code, 1: "passed"})
+    message = body["results"][0]["message"]
+    assert "mistake in layer 1" in message and message.endswith("Fix in layer 1: `dx = W.T @ dz`.")
+
+
+def cs231n_softmax(rng, loss="cross_entropy"):
+    X, y = rng.normal(size=(BATCH, 3)), rng.integers(0, 3, size=BATCH)
+    W1, b1 = rng.normal(scale=0.8, size=(3, 4)), rng.normal(scale=0.3, size=4)
+    W2, b2 = rng.normal(scale=0.8, size=(4, 3)), rng.normal(scale=0.3, size=3)
+    request = {
+        "inputs": X,
+        "targets": y,
+        "layers": [
+            {"weights": W1, "biases": b1, "activation": "relu"},
+            {
+                "weights": W2,
+                "biases": b2,
+                "activation": "softmax" if loss == "cross_entropy" else "identity",
+            },
+        ],
+        "loss": loss,
+        "convention": "numpy",
+    }
+    return request, (X, y, W1, b1, W2, b2)
+
+
+def cs231n_backward(arrays, dscores, *, db_axis=0):
+    X, _y, W1, b1, W2, _b2 = arrays
+    z1 = X @ W1 + b1
+    h = np.maximum(0, z1)
+    dh = dscores @ W2.T
+    dz1 = dh * (z1 > 0)
+    return [
+        {"dz": dz1, "dW": X.T @ dz1, "db": np.sum(dz1, axis=db_axis)},
+        {"dz": dscores, "dW": h.T @ dscores, "db": np.sum(dscores, axis=db_axis)},
+    ]
+
+
+def cs231n_scores(arrays):
+    X, _y, W1, b1, W2, b2 = arrays
+    return np.maximum(0, X @ W1 + b1) @ W2 + b2
+
+
+def softmax(scores):
+    e = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_labels_subtracted_as_numbers_are_labels_not_one_hot(client):
+    request, arrays = cs231n_softmax(np.random.default_rng(6))
+    y = arrays[1]
+    dscores = (softmax(cs231n_scores(arrays)) - y[:, None]) / BATCH  # the bug
+    body = graded(client, request, cs231n_backward(arrays, dscores))
+    assert outcomes(body) == every_field({0: "labels_not_one_hot", 1: "labels_not_one_hot"})
+    assert "`dz = a - y[:, None]`" in body["results"][-1]["message"]
+
+
+def test_db_summed_over_the_classes_is_summed_over_wrong_axis(client):
+    request, arrays = cs231n_softmax(np.random.default_rng(7))
+    dscores = softmax(cs231n_scores(arrays))
+    dscores[range(BATCH), arrays[1]] -= 1
+    dscores /= BATCH
+    body = graded(client, request, cs231n_backward(arrays, dscores, db_axis=1))
+    expected = every_field({0: "passed", 1: "passed"}, ("dz", "dW"))
+    expected |= every_field({0: "summed_over_wrong_axis", 1: "summed_over_wrong_axis"}, ("db",))
+    assert outcomes(body) == expected
+    message = body["results"][-1]["message"]
+    assert "summed over the units (axis 1)" in message
+    assert message.endswith("Fix: `db = np.sum(dz, axis=0)`.")
+
+
+def svm_student(arrays, *, zero_correct_margin=True, divide=True):
+    _X, y, *_ = arrays
+    scores = cs231n_scores(arrays)
+    margins = np.maximum(0, scores - scores[range(BATCH), y][:, None] + 1)
+    if zero_correct_margin:
+        margins[range(BATCH), y] = 0
+    loss = margins.sum() / (BATCH if divide else 1)
+    binary = (margins > 0).astype(float)
+    binary[range(BATCH), y] = -binary.sum(axis=1)
+    dscores = binary / (BATCH if divide else 1)
+    return cs231n_backward(arrays, dscores), loss
+
+
+@pytest.mark.parametrize(
+    ("bug", "code"),
+    [
+        ("none", "passed"),
+        ("margin", "margin_counted_for_correct_class"),
+        ("forgot_mean", "summed_instead_of_averaged"),
+    ],
+)
+def test_cs231n_svm_students_with_integer_labels(client, bug, code):
+    request, arrays = cs231n_softmax(np.random.default_rng(8), loss="svm")
+    layers, loss = svm_student(
+        arrays, zero_correct_margin=bug != "margin", divide=bug != "forgot_mean"
+    )
+    body = graded(client, request, layers, loss=loss)
+    assert outcomes(body) == {"loss": code} | every_field({0: code, 1: code})

@@ -38,11 +38,13 @@ class Spec(NamedTuple):
     dz_scale: str
     labels: bool = False
     l2: float = 0.0
+    sizes: tuple[int, ...] = (3, 4, 3)
 
     @property
     def id(self) -> str:
         extra = "-labels" if self.labels else ""
         extra += f"-l2={self.l2}" if self.l2 else ""
+        extra += "-" + "x".join(map(str, self.sizes)) if self.sizes != (3, 4, 3) else ""
         return (
             f"{self.convention}-{self.bias}-{self.hidden}-{self.output}-{self.loss}-"
             f"{self.reduction}-{self.dz_scale}{extra}"
@@ -64,10 +66,18 @@ SPECS = [
     for (convention, bias), (output, loss, reduction, labels), hidden, dz_scale in product(
         LAYOUTS, OUTPUTS, ("tanh", "sigmoid", "relu"), ("reduced", "per_sample")
     )
-] + [Spec("torch", "row", "tanh", "sigmoid", "mse", "mean", "per_sample", l2=0.1)]
+] + [
+    Spec("torch", "row", "tanh", "sigmoid", "mse", "mean", "per_sample", l2=0.1),
+    # a square layer and a one-unit output: dA_prev = dZ runs, missing_weights_in_chain
+    *(
+        Spec(convention, bias, "tanh", "sigmoid", "mse", "mean", dz_scale, sizes=(3, 3, 1))
+        for (convention, bias), dz_scale in product(LAYOUTS, ("reduced", "per_sample"))
+    ),
+]
 
 
-def problem(spec: Spec, batch: int = 5, sizes=(3, 4, 3)) -> dict:
+def problem(spec: Spec, batch: int = 5) -> dict:
+    sizes = spec.sizes
     rng = np.random.default_rng(abs(hash(spec.id)) % 2**32)
     columns = spec.convention == "columns"
     x = rng.normal(size=(batch, sizes[0]))
@@ -190,6 +200,19 @@ def messages(body: dict) -> list[tuple[str, int, str, str]]:
                 },
             )
         )
+        # every gradient of the layer half the right one (a constant on the output's gradient)
+        broken.append((i, {n: 0.5 * layer[n] for n in ("dz", "dx", "dW", "db")}))
+        units = 0 if grader.c.samples_are_columns else 1
+        per_sample = grader.request.problem.dz_scale == "per_sample"
+        scale = grader._param_scale() if per_sample else 1.0
+        broken.append((i, {"db": scale * dz.sum(axis=units)}))  # summed over the units
+        n_in = grader.request.problem.inputs.shape[1]
+        other = [out for out in grader._forward.outs if out.shape[1] == n_in]
+        if i == 0 and other:  # an activation of the inputs' width: dW from the wrong layer
+            wrong = scale * (other[0].T @ reference.layers[0].dz)
+            l2 = grader._l2_term(0)
+            wrong = grader.request.to_client(wrong, grader.request.layouts[0]["dW"])
+            broken.append((0, {"dW": wrong if l2 is None else wrong + l2}))
         if db.ndim == 2 and db.shape[0] == 1:
             broken.append((i, {"db": db.reshape(-1, 1)}))  # a column in a rows convention
         if db.ndim == 2 and db.shape[1] == 1:
@@ -219,7 +242,22 @@ def test_every_formula_in_every_message_runs_and_every_fix_computes_the_right_ar
     last = len(body["layers"]) - 1
     graded = messages(body)
     codes = {code for *_, code, _ in graded}
-    assert {"transposed", "not_reduced_over_batch", "wrong_values"} <= codes
+    assert {
+        "transposed",
+        "not_reduced_over_batch",
+        "wrong_values",
+        "summed_over_wrong_axis",
+        "wrong_layer_input",
+        "scaled_by_constant",
+    } <= codes
+    if spec.labels and spec.loss == "cross_entropy":
+        assert "labels_not_one_hot" in codes
+    if spec.loss == "svm":
+        assert "margin_counted_for_correct_class" in codes
+    if spec.loss == "mse" and spec.sizes[-1] > 1:
+        assert "reduced_over_batch_only" in codes
+    if spec.sizes == (3, 3, 1):
+        assert "missing_weights_in_chain" in codes
     failures = []
     for path, layer, code, message in graded:
         match = FIX.search(message)

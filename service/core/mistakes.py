@@ -27,9 +27,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .activations import ALIASES
+from .activations import ALIASES, get_activation
 from .budget import NO_DEADLINE, Deadline
-from .losses import minus_targets
+from .losses import LOSSES, is_labels, minus_targets
 from .network import (
     Forward,
     Gradients,
@@ -82,84 +82,207 @@ def placements(problem: Problem, linear: bool) -> tuple[str, ...]:
 
 
 def passes_needed(problem: Problem) -> int:
-    """An upper bound on the backward passes ``variants`` computes, for the work limits."""
-    layers = len(problem.layers)
-    per_layer_scopes = layers + (1 if layers > 1 else 0)
-    rule_passes = sum(len(PLACEMENTS) - (1 if linear else 0) for *_, linear in LAYER_MISTAKES)
-    return 1 + 2 + 2 + rule_passes * per_layer_scopes
+    """The backward passes ``variants`` computes (its plan's length) and the reference's,
+    for the work limits: exact, so an upper bound."""
+    return 1 + len(plan(problem))
 
 
-def variants(
-    problem: Problem, fwd: Forward, deadline: Deadline = NO_DEADLINE, keep_dx: bool = False
-) -> Iterator[Variant]:
-    """Every mistake in the catalogue that changes something for this problem
-    (``keep_dx``: each pass keeps every layer's dx, for a submission that has one)."""
+@dataclass(frozen=True)
+class Planned:
+    """One mistaken pass to compute: its code, where, and how (``recompute``'s arguments)."""
+
+    code: str
+    layers: tuple[int, ...]
+    placement: str = "reduced"
+    dz_rule: object = None
+    dx_rule: object = None
+    scales: tuple[tuple[str, float], ...] = ()  # the scale mistakes set the 1/N themselves
+    factor: float | None = None
+    form: str = ""
+    #: added to the reduced loss (the svm margin counted for the correct class adds 1 a sample)
+    loss_shift: float = 0.0
+
+
+def plan(problem: Problem) -> list[Planned]:
+    """Every mistaken pass of the catalogue that changes something for this problem, in the
+    order the grader tries them: the most specific explanation first."""
     last = len(problem.layers) - 1
-    reduce = loss_scale(problem)
-
-    def recompute(placement: str = "reduced", dz_rule=None, **mistake) -> Gradients:
-        def run(**scales) -> Gradients:
-            return backward(
-                problem, fwd, dz_rule=dz_rule, deadline=deadline, keep_dx=keep_dx, **scales
-            )
-
-        if mistake:  # the scale mistakes: the 1/N itself is what is wrong
-            return run(**mistake)
-        if placement == "reduced":
-            return run(scale=reduce, param_scale=1.0)
-        if placement == "per_sample":
-            return run(scale=1.0, param_scale=reduce)
-
-        def on_output_dz(i, z, a, dL_da, dz):  # "in_dz": dz2 = (the chain rule) / m
-            dz = dz if dz_rule is None else dz_rule(i, z, a, dL_da, dz)
-            return reduce * dz if i == last else dz
-
-        result = backward(
-            problem,
-            fwd,
-            dz_rule=on_output_dz,
-            scale=1.0,
-            param_scale=1.0,
-            deadline=deadline,
-            keep_dx=keep_dx,
-        )
-        return replace(result, loss=loss_value(problem, fwd.zs[-1], fwd.outs[-1]))
-
-    def flip_output(i, z, a, dL_da, dz):
-        return -dz if i == last else dz
-
+    planned: list[Planned] = []
     if problem.upstream is None:  # with upstream there is no loss, error or reduction
         for placement in placements(problem, linear=True):
-            result = recompute(placement, dz_rule=flip_output)
-            yield Variant("sign_flipped", (), result, placement=placement)
-        yield from _scale_variants(problem, recompute)
+            planned.append(Planned("sign_flipped", (), placement, _flip_output(last)))
+        planned += _scale_plan(problem)
+        planned += _output_plan(problem)
 
     activations = [_activation(problem, i) for i in range(last + 1)]
     for code, applies, rule, at_output, linear in LAYER_MISTAKES:
         if at_output and problem.upstream is not None:
             continue
         layers = [i for i, name in enumerate(activations) if applies(name, i == last, problem)]
-        scopes = [(i,) for i in reversed(layers)]
-        if len(layers) > 1:
-            scopes.append(tuple(layers))
-        for scope in scopes:
+        for scope in _scopes(layers):
             if at_output and last not in scope:
                 continue
             for placement in placements(problem, linear):
-                result = recompute(placement, dz_rule=_in_layers(scope, rule, problem))
-                yield Variant(code, scope, result, placement=placement, form=rule.__name__)
+                dz_rule = _in_layers(scope, rule, problem)
+                planned.append(Planned(code, scope, placement, dz_rule, form=rule.__name__))
+
+    for scope in _scopes([i for i in range(1, last + 1) if _chain_without_weights(problem, i)]):
+        for placement in placements(problem, linear=True):
+            dx_rule = _without_weights(scope)
+            planned.append(Planned("missing_weights_in_chain", scope, placement, dx_rule=dx_rule))
+    return planned
 
 
-def _scale_variants(problem: Problem, recompute) -> Iterator[Variant]:
+def variants(
+    problem: Problem, fwd: Forward, deadline: Deadline = NO_DEADLINE, keep_dx: bool = False
+) -> Iterator[Variant]:
+    """Every mistake in the catalogue that changes something for this problem, computed one
+    at a time (``keep_dx``: each pass keeps every layer's dx, for a submission that has one)."""
+    last = len(problem.layers) - 1
+    reduce = loss_scale(problem)
+
+    def recompute(p: Planned) -> Gradients:
+        def run(**scales) -> Gradients:
+            return backward(
+                problem,
+                fwd,
+                dz_rule=p.dz_rule,
+                dx_rule=p.dx_rule,
+                deadline=deadline,
+                keep_dx=keep_dx,
+                **scales,
+            )
+
+        if p.scales:  # the scale mistakes: the 1/N itself is what is wrong
+            return run(**dict(p.scales))
+        if p.placement == "reduced":
+            result = run(scale=reduce, param_scale=1.0)
+        elif p.placement == "per_sample":
+            result = run(scale=1.0, param_scale=reduce)
+        else:
+
+            def on_output_dz(i, z, a, dL_da, dz):  # "in_dz": dz2 = (the chain rule) / m
+                dz = dz if p.dz_rule is None else p.dz_rule(i, z, a, dL_da, dz)
+                return reduce * dz if i == last else dz
+
+            result = backward(
+                problem,
+                fwd,
+                dz_rule=on_output_dz,
+                dx_rule=p.dx_rule,
+                scale=1.0,
+                param_scale=1.0,
+                deadline=deadline,
+                keep_dx=keep_dx,
+            )
+            result = replace(result, loss=loss_value(problem, fwd.zs[-1], fwd.outs[-1]))
+        if p.loss_shift:
+            result = replace(result, loss=result.loss + p.loss_shift)
+        return result
+
+    for p in plan(problem):
+        yield Variant(p.code, p.layers, recompute(p), p.factor, p.placement, p.form)
+
+
+def _scopes(layers: list[int]) -> list[tuple[int, ...]]:
+    """Each layer alone (the last first), then all of them together."""
+    scopes = [(i,) for i in reversed(layers)]
+    return [*scopes, tuple(layers)] if len(layers) > 1 else scopes
+
+
+def _flip_output(last: int):
+    def flip_output(i, z, a, dL_da, dz):
+        return -dz if i == last else dz
+
+    return flip_output
+
+
+def _scale_plan(problem: Problem) -> list[Planned]:
     batch, n_out = output_shape(problem)
-    counts = sorted({batch, batch * n_out} - {1})
     if problem.reduction == "sum":
-        for n in counts:
-            result = recompute(scale=1 / n, param_scale=1.0)
-            yield Variant("averaged_instead_of_summed", (), result, n)
-    else:
-        result = recompute(scale=1.0, param_scale=1.0)
-        yield Variant("summed_instead_of_averaged", (), result, 1 / loss_scale(problem))
+        return [
+            Planned(
+                "averaged_instead_of_summed",
+                (),
+                scales=(("scale", 1 / n), ("param_scale", 1.0)),
+                factor=n,
+            )
+            for n in sorted({batch, batch * n_out} - {1})
+        ]
+    summed = Planned(
+        "summed_instead_of_averaged",
+        (),
+        scales=(("scale", 1.0), ("param_scale", 1.0)),
+        factor=1 / loss_scale(problem),
+    )
+    planned = [summed]
+    if LOSSES[problem.loss].mean_over_elements and n_out > 1 and batch > 1:
+        # mse's mean divided by the batch only (PyTorch's and this service's: batch * n_out)
+        for placement in placements(problem, linear=True):
+            where = "scale" if placement == "reduced" else "param_scale"
+            other = "param_scale" if where == "scale" else "scale"
+            scales = ((where, 1 / batch), (other, 1.0))
+            planned.append(
+                Planned("reduced_over_batch_only", (), placement, scales=scales, factor=n_out)
+            )
+    return planned
+
+
+def _output_plan(problem: Problem) -> list[Planned]:
+    """Mistakes in the output's gradient that need class labels or the svm."""
+    last = len(problem.layers) - 1
+    reduce = loss_scale(problem)
+    planned = []
+    for placement in placements(problem, linear=True):
+        scale = reduce if placement == "reduced" else 1.0
+        if problem.loss == "cross_entropy" and is_labels(problem.targets):
+            rule = _at_output(last, _labels_as_numbers, problem, scale)
+            planned.append(Planned("labels_not_one_hot", (last,), placement, rule))
+        if problem.loss == "svm":
+            rule = _at_output(last, _margin_of_correct_class, problem, scale)
+            shift = reduce * output_shape(problem)[0]
+            planned.append(
+                Planned(
+                    "margin_counted_for_correct_class", (last,), placement, rule, loss_shift=shift
+                )
+            )
+    return planned
+
+
+def _at_output(last: int, rule, problem: Problem, scale: float):
+    def dz_rule(i, z, a, dL_da, dz):
+        return rule(problem, z, a, dL_da, scale) if i == last else dz
+
+    return dz_rule
+
+
+def _labels_as_numbers(problem, z, a, dL_da, scale):
+    # dscores = probs - y[:, None]: the label index subtracted from every class's score
+    return scale * (a - problem.targets[:, None])
+
+
+def _margin_of_correct_class(problem, z, a, dL_da, scale):
+    # margins = np.maximum(0, s - s_y + 1) without zeroing j = y: 1 there, counted as positive
+    one_hot = minus_targets(np.zeros_like(a), problem.targets)  # -1 at each sample's class
+    upstream = dL_da() + scale * one_hot
+    return get_activation(problem.layers[-1].activation).backward(z, a, upstream)
+
+
+def _chain_without_weights(problem: Problem, i: int) -> bool:
+    """Whether dA_prev = dZ (no weights) runs in NumPy: a dense layer whose dz has one
+    column (it broadcasts) or as many as its input."""
+    layer = problem.layers[i]
+    if layer.kind != "dense":
+        return False
+    n_in, n_out = layer.weights.shape
+    return n_out in (1, n_in)
+
+
+def _without_weights(scope: tuple[int, ...]):
+    def dx_rule(i, dz, dx):
+        return np.broadcast_to(dz, dx.shape).copy() if i in scope else dx
+
+    return dx_rule
 
 
 def _in_layers(scope: tuple[int, ...], rule, problem: Problem):

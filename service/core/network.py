@@ -208,6 +208,7 @@ def backward(
     deadline: Deadline = NO_DEADLINE,
     keep_dx: bool = False,
     param_scale: float | None = None,
+    dx_rule: Callable[[int, Array, Array], Array] | None = None,
 ) -> Gradients:
     """The loss and every layer's dz and parameter gradients (and dx), given the forward pass.
 
@@ -216,6 +217,8 @@ def backward(
     backward pass with a student's mistake made, the reduction's 1/N placed where the
     student put it; the service passes none.  Left out, they follow ``problem.dz_scale``:
     "reduced" puts the 1/N inside dL/da, "per_sample" in the parameter gradients.
+    ``dx_rule(layer, dz, correct_dx) -> dx``: how a layer hands dL/da to the layer below
+    (the autograder's missing weights).
     ``keep_dx``: keep every layer's dx in the answer, layer 0's (dL/d inputs) included;
     otherwise each dx lives only as long as the step that needs it.
     ``deadline`` is checked between layers: a pass over the budget ends there.
@@ -251,6 +254,8 @@ def backward(
         layer = problem.layers[i]
         kind = KINDS[layer.kind]
         dx, grads = kind.backward(dz, fwd.caches[i], i > 0 or keep_dx)
+        if dx_rule is not None and dx is not None:
+            dx = dx_rule(i, dz, dx)
         if param_scale is not None and param_scale != 1.0:
             grads = {name: param_scale * value for name, value in grads.items()}
         if problem.l2:

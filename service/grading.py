@@ -16,12 +16,12 @@ import numpy as np
 
 from service.core import Gradients, compute_gradients
 from service.core.budget import NO_DEADLINE, Deadline
+from service.core.formulas import fix
+from service.core.messages import Messages
 from service.core.mistakes import Variant, variants
 from service.core.network import forward, l2_gradient_factor, loss_scale
 from service.core.shapes import shape_text
 from service.core.submission import Submission, Tolerance
-from service.feedback import fix
-from service.messages import Messages
 
 if TYPE_CHECKING:
     from schemas.gradients import GradientsRequest

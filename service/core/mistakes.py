@@ -22,14 +22,28 @@ bias) need no recomputation; the grader recognises them from the shapes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .activations import ALIASES, get_activation
 from .budget import NO_DEADLINE, Deadline
-from .losses import LOSSES, is_labels, minus_targets
+from .losses import LOSSES, is_labels
+from .mistake_rules import (
+    activation,
+    at_output,
+    chain_without_weights,
+    derivative_of_error,
+    derivative_of_raw_error,
+    flip_output,
+    has_a_derivative,
+    has_output_form,
+    labels_as_numbers,
+    margin_of_correct_class,
+    missing_derivative,
+    preactivation_derivative,
+    without_weights,
+)
 from .network import (
     Forward,
     Gradients,
@@ -41,14 +55,6 @@ from .network import (
 )
 
 Array = np.ndarray
-
-#: The derivative formulas written in terms of the activation's output a,
-#: which students then evaluate at the wrong quantity.
-OUTPUT_FORM_DERIVATIVES: dict[str, Callable[[Array], Array]] = {
-    "sigmoid": lambda s: s * (1.0 - s),
-    "tanh": lambda s: 1.0 - s**2,
-}
-
 
 PLACEMENTS = ("reduced", "per_sample", "in_dz")
 
@@ -110,25 +116,25 @@ def plan(problem: Problem) -> list[Planned]:
     planned: list[Planned] = []
     if problem.upstream is None:  # with upstream there is no loss, error or reduction
         for placement in placements(problem, linear=True):
-            planned.append(Planned("sign_flipped", (), placement, _flip_output(last)))
+            planned.append(Planned("sign_flipped", (), placement, flip_output(last)))
         planned += _scale_plan(problem)
         planned += _output_plan(problem)
 
-    activations = [_activation(problem, i) for i in range(last + 1)]
-    for code, applies, rule, at_output, linear in LAYER_MISTAKES:
-        if at_output and problem.upstream is not None:
+    activations = [activation(problem, i) for i in range(last + 1)]
+    for code, applies, rule, only_output, linear in LAYER_MISTAKES:
+        if only_output and problem.upstream is not None:
             continue
         layers = [i for i, name in enumerate(activations) if applies(name, i == last, problem)]
         for scope in _scopes(layers):
-            if at_output and last not in scope:
+            if only_output and last not in scope:
                 continue
             for placement in placements(problem, linear):
-                dz_rule = _in_layers(scope, rule, problem)
+                dz_rule = in_layers(scope, rule, problem)
                 planned.append(Planned(code, scope, placement, dz_rule, form=rule.__name__))
 
-    for scope in _scopes([i for i in range(1, last + 1) if _chain_without_weights(problem, i)]):
+    for scope in _scopes([i for i in range(1, last + 1) if chain_without_weights(problem, i)]):
         for placement in placements(problem, linear=True):
-            dx_rule = _without_weights(scope)
+            dx_rule = without_weights(scope)
             planned.append(Planned("missing_weights_in_chain", scope, placement, dx_rule=dx_rule))
     return planned
 
@@ -190,13 +196,6 @@ def _scopes(layers: list[int]) -> list[tuple[int, ...]]:
     return [*scopes, tuple(layers)] if len(layers) > 1 else scopes
 
 
-def _flip_output(last: int):
-    def flip_output(i, z, a, dL_da, dz):
-        return -dz if i == last else dz
-
-    return flip_output
-
-
 def _scale_plan(problem: Problem) -> list[Planned]:
     batch, n_out = output_shape(problem)
     if problem.reduction == "sum":
@@ -236,10 +235,10 @@ def _output_plan(problem: Problem) -> list[Planned]:
     for placement in placements(problem, linear=True):
         scale = reduce if placement == "reduced" else 1.0
         if problem.loss == "cross_entropy" and is_labels(problem.targets):
-            rule = _at_output(last, _labels_as_numbers, problem, scale)
+            rule = at_output(last, labels_as_numbers, problem, scale)
             planned.append(Planned("labels_not_one_hot", (last,), placement, rule))
         if problem.loss == "svm":
-            rule = _at_output(last, _margin_of_correct_class, problem, scale)
+            rule = at_output(last, margin_of_correct_class, problem, scale)
             shift = reduce * output_shape(problem)[0]
             planned.append(
                 Planned(
@@ -249,90 +248,19 @@ def _output_plan(problem: Problem) -> list[Planned]:
     return planned
 
 
-def _at_output(last: int, rule, problem: Problem, scale: float):
-    def dz_rule(i, z, a, dL_da, dz):
-        return rule(problem, z, a, dL_da, scale) if i == last else dz
-
-    return dz_rule
-
-
-def _labels_as_numbers(problem, z, a, dL_da, scale):
-    # dscores = probs - y[:, None]: the label index subtracted from every class's score
-    return scale * (a - problem.targets[:, None])
-
-
-def _margin_of_correct_class(problem, z, a, dL_da, scale):
-    # margins = np.maximum(0, s - s_y + 1) without zeroing j = y: 1 there, counted as positive
-    one_hot = minus_targets(np.zeros_like(a), problem.targets)  # -1 at each sample's class
-    upstream = dL_da() + scale * one_hot
-    return get_activation(problem.layers[-1].activation).backward(z, a, upstream)
-
-
-def _chain_without_weights(problem: Problem, i: int) -> bool:
-    """Whether dA_prev = dZ (no weights) runs in NumPy: a dense layer whose dz has one
-    column (it broadcasts) or as many as its input."""
-    layer = problem.layers[i]
-    if layer.kind != "dense":
-        return False
-    n_in, n_out = layer.weights.shape
-    return n_out in (1, n_in)
-
-
-def _without_weights(scope: tuple[int, ...]):
-    def dx_rule(i, dz, dx):
-        return np.broadcast_to(dz, dx.shape).copy() if i in scope else dx
-
-    return dx_rule
-
-
-def _in_layers(scope: tuple[int, ...], rule, problem: Problem):
+def in_layers(scope: tuple[int, ...], rule, problem: Problem):
     def dz_rule(i, z, a, dL_da, dz):
         return rule(problem, i, z, a, dL_da, dz) if i in scope else dz
 
     return dz_rule
 
 
-def _preactivation_derivative(problem, i, z, a, dL_da, dz):
-    # sigmoid'(z) written as z (1 - z), tanh'(z) as 1 - z^2: the formula for a, fed z
-    return dL_da() * OUTPUT_FORM_DERIVATIVES[_activation(problem, i)](z)
-
-
-def _missing_derivative(problem, i, z, a, dL_da, dz):
-    return dL_da()
-
-
-def _derivative_of_error(problem, i, z, a, dL_da, dz):
-    # dz2 = dh2 * (1 - dh2) with dh2 = h2 - y: the formula for a, fed the error
-    return OUTPUT_FORM_DERIVATIVES[_activation(problem, i)](dL_da())
-
-
-def _derivative_of_raw_error(problem, i, z, a, dL_da, dz):
-    # the same, with the output's error taken as a - y whatever the loss and reduction
-    # (the seed's dh2 = h2 - y), and the error coming back to a hidden layer as it is
-    is_output = i == len(problem.layers) - 1
-    error = minus_targets(a, problem.targets) if is_output else dL_da()
-    return OUTPUT_FORM_DERIVATIVES[_activation(problem, i)](error)
-
-
-def _activation(problem: Problem, i: int) -> str:
-    name = problem.layers[i].activation
-    return ALIASES.get(name, name)
-
-
-def _has_output_form(name: str, is_output: bool, problem: Problem) -> bool:
-    return name in OUTPUT_FORM_DERIVATIVES
-
-
-def _has_a_derivative(name: str, is_output: bool, problem: Problem) -> bool:
-    return name != "identity"
-
-
 #: (diagnosis, which layers it can be made in, the mistaken dz rule, only in scopes that
 #: include the output layer, linear in dL/da). Each is tried in every such layer alone,
 #: then in all of them, in each placement of the 1/N that gives other numbers.
 LAYER_MISTAKES = (
-    ("derivative_of_preactivation", _has_output_form, _preactivation_derivative, False, True),
-    ("derivative_of_error", _has_output_form, _derivative_of_error, False, False),
-    ("derivative_of_error", _has_output_form, _derivative_of_raw_error, True, False),
-    ("missing_activation_derivative", _has_a_derivative, _missing_derivative, False, True),
+    ("derivative_of_preactivation", has_output_form, preactivation_derivative, False, True),
+    ("derivative_of_error", has_output_form, derivative_of_error, False, False),
+    ("derivative_of_error", has_output_form, derivative_of_raw_error, True, False),
+    ("missing_activation_derivative", has_a_derivative, missing_derivative, False, True),
 )

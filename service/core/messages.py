@@ -1,7 +1,7 @@
 """The autograder's messages: what went wrong, where, and the line that fixes it.
 
 Each message names the mistake in words, quotes the student's formula and the
-right one in backticks (service.feedback builds them, in the client's
+right one in backticks (service.core.formulas builds them, in the client's
 convention, bias shape and dz_scale), and ends with the fix, found by
 ``Fix: `...` `` or ``Fix in layer k: `...` `` (k when the fix is in another
 layer than the field graded).
@@ -9,17 +9,24 @@ layer than the field graded).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-from service.core.mistakes import Variant
-from service.core.network import Problem
-from service.core.shapes import shape_text
-from service.feedback import Formulas, fix
+from .formulas import Formulas, fix
+from .mistakes import Variant
+from .network import Problem
+from .shapes import shape_text
 
-if TYPE_CHECKING:
-    from schemas.conventions import Convention
+
+class Convention(Protocol):
+    """What the messages read of the client's convention (schemas.conventions.Convention)."""
+
+    name: str
+    samples_are_columns: bool
+
+    def data_shape(self, batch, units) -> tuple: ...
+
 
 #: the derivative formula written for a, as a student applies it to something else
 OUTPUT_FORM = {"sigmoid": "{g} * (1 - {g})", "tanh": "1 - {g}**2"}
@@ -198,7 +205,7 @@ class Messages:
             )
         elif code == "derivative_of_error":
             wrong = f"dz = {OUTPUT_FORM[act].format(g=g)}"
-            if variant.form == "_derivative_of_raw_error" and k == self.last:
+            if variant.form == "derivative_of_raw_error" and k == self.last:
                 wrong = f"dh = a - {self.f.targets()}; {wrong}"
             text = (
                 f"the derivative formula of {act} was applied to the error instead of the "

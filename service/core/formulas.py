@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.core.losses import LOSSES
-from service.core.network import Problem, loss_scale
+from .losses import LOSSES
+from .network import Problem, loss_scale
 
 
 @dataclass(frozen=True)

@@ -428,7 +428,10 @@ def test_dW_built_from_the_inputs_instead_of_the_hidden_activation_is_wrong_laye
     expected = every_field({0: "passed", 1: "passed"}) | {"layers.1.dW": "wrong_layer_input"}
     assert outcomes(body) == expected
     message = next(r["message"] for r in body["results"] if r["field"] == "layers.1.dW")
-    assert "built from the inputs where layer 0's activation belongs" in message
+    assert (
+        "built from the inputs, but dW pairs dz with the layer's own input a_prev, "
+        "here layer 0's activation" in message
+    )
     assert message.endswith("Fix: `dW = dz.T @ a_prev`.")
 
 

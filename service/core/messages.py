@@ -106,7 +106,7 @@ class Messages:
     def wrong_values(self, path: str, layer: int, name: str, shape: tuple) -> str:
         text = (
             f"{path} has the right shape but wrong values, and no common mistake explains "
-            f"them. Check layer {layer}'s chain rule."
+            f"them. Check layer {layer}'s {'forward pass' if name in ('z', 'a') else 'chain rule'}."
         )
         if name == "dx":
             text += " Each layer's dx is the dL/da of the layer below."
@@ -239,8 +239,8 @@ class Messages:
     def wrong_input(self, path: str, layer: int, which: str) -> str:
         right = "the inputs" if layer == 0 else f"layer {layer - 1}'s activation"
         return (
-            f"{path} was built from {which} where {right} belongs: dW pairs dz with the input "
-            f"of its own layer, a_prev.{fix(self.f.dW(layer))}"
+            f"{path} was built from {which}, but dW pairs dz with the layer's own input a_prev, "
+            f"here {right}.{fix(self.f.dW(layer))}"
         )
 
     def wrong_axis(self, path: str, want: tuple) -> str:

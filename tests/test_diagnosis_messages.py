@@ -311,3 +311,17 @@ def test_the_db_fix_for_a_flat_bias_has_no_keepdims(client, bias, fix):
     graded = messages(problem(spec))
     db = [m for path, _, code, m in graded if code == "not_reduced_over_batch"]
     assert db and all(m.endswith(f"Fix: `{fix}`.") for m in db)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.id)
+def test_the_right_answer_in_every_field_gets_no_diagnosis(spec):
+    body = problem(spec)
+    submission = {"loss": 0.0, "layers": [{"dx": [[0.0]]}, None]}
+    grader = Grader(
+        CheckRequestSchema().load(body | {"submission": submission}).gradients, Tolerance()
+    )
+    names = ("z", "a", "dz", "dx", "dW", "db")
+    layers = tuple({n: grader.value(grader.reference, i, n) for n in names} for i in range(2))
+    report = grader.grade(Submission(loss=grader.reference.loss, layers=layers))
+    assert report.passed and report.checked == 13
+    assert [r.diagnosis for r in report.results] == [None] * 13

@@ -165,9 +165,9 @@ def _target_errors(c: Convention, data: dict, batch: int, n_out: int) -> dict:
 
 
 LABEL_LOSSES_NOTE = (
-    " Class labels of shape (batch,) are accepted by the losses "
-    + ", ".join(name for name, loss in LOSSES.items() if loss.takes_labels)
-    + " only."
+    " Class labels of shape (batch,) are accepted only by "
+    + " and ".join(name for name, loss in LOSSES.items() if loss.takes_labels)
+    + "."
 )
 
 

@@ -154,9 +154,10 @@ class Grader:
         result = self._result(path, aligned, expected, submitted.shape)
         if result.passed:
             if aligned.shape != submitted.shape:
+                sent = {"db": "biases", "dgamma": "gamma", "dbeta": "beta"}.get(name, "biases")
                 result.message += (
-                    f" Accepted in shape {shape_text(submitted.shape)}; the problem's biases "
-                    f"are {shape_text(expected.shape)}."
+                    f" Accepted in shape {shape_text(submitted.shape)}; the problem's {sent} "
+                    f"{'is' if sent != 'biases' else 'are'} {shape_text(expected.shape)}."
                 )
             return result
         for variant in self.mistaken_passes():
@@ -242,8 +243,9 @@ class Grader:
     def _scale_of(self, layer: int, name: str, aligned, expected) -> float | None:
         """scaled_by_constant: the k for which the submission is k times the right values
         (l2's share of dW left out: a constant on the output's gradient does not scale it),
-        or None.  A field of one significant number is some multiple of anything: there,
-        only a k that is a whole number or its inverse counts."""
+        or None.  Only a k a student plausibly multiplied by counts (a whole number or its
+        inverse: a lost 2, a 1/N twice); 1.1 times the right values stays unexplained, and a
+        field of one number, some multiple of anything, is not over-explained."""
         if name not in ("dz", "dx", "dW", "db", "dgamma", "dbeta"):
             return None
         l2 = self._l2_term(layer) if name == "dW" else None
@@ -256,8 +258,7 @@ class Grader:
         k = float(got @ want) / norm
         if not np.isfinite(k) or k == 0.0 or np.isclose(k, 1.0, rtol=self.tolerance.rtol):
             return None
-        significant = np.count_nonzero(np.abs(want) > self.tolerance.atol)
-        if significant < 2 and not _recognisable(k):
+        if not _recognisable(k):
             return None
         return k if self.tolerance.close(got, k * want) else None
 

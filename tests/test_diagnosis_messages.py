@@ -325,3 +325,47 @@ def test_the_right_answer_in_every_field_gets_no_diagnosis(spec):
     report = grader.grade(Submission(loss=grader.reference.loss, layers=layers))
     assert report.passed and report.checked == 13
     assert [r.diagnosis for r in report.results] == [None] * 13
+
+
+@pytest.mark.parametrize("norm", ["batchnorm", "layernorm"])
+@pytest.mark.parametrize("convention", ["numpy", "torch", "columns"])
+@pytest.mark.parametrize("dz_scale", ["reduced", "per_sample"])
+def test_with_a_norm_layer_every_quoted_formula_parses_and_the_right_answer_passes(
+    norm, convention, dz_scale
+):
+    """The layer kinds of issue 14 under the grader: a norm's z and dx have no one-line NumPy
+    (the message says them in words); every backticked statement still parses, dense layers
+    keep their evaluated fixes (above), and the right answer gets no diagnosis."""
+    from tests.test_norm_layers import norm_network
+
+    body = norm_network(4, convention, "flat" if convention != "columns" else "column", norm)
+    body = {k: v for k, v in body.items() if k != "include"} | {"dz_scale": dz_scale}
+    body["layers"][1]["activation"] = "sigmoid"  # sigmoid brings in the whole catalogue
+    submission = {"loss": 0.0, "layers": [{"dx": [[0.0]]}, None, None]}
+    grader = Grader(
+        CheckRequestSchema().load(body | {"submission": submission}).gradients, Tolerance()
+    )
+    names = ("z", "a", "dz", "dx", "dW", "db", "dgamma", "dbeta")
+    kinds = [layer.kind for layer in grader.request.problem.layers]
+
+    def fields(result, i):
+        has = {"dense": ("dW", "db"), "batchnorm": ("dgamma", "dbeta")}.get(
+            kinds[i], ("dgamma", "dbeta")
+        )
+        return {n: grader.value(result, i, n) for n in names if n in ("z", "a", "dz", "dx", *has)}
+
+    right = tuple(fields(grader.reference, i) for i in range(3))
+    assert grader.grade(Submission(loss=grader.reference.loss, layers=right)).passed
+    graded = []
+    for variant in grader.mistaken_passes():
+        layers = tuple(fields(variant.result, i) for i in range(3))
+        graded += grader.grade(Submission(loss=variant.result.loss, layers=layers)).results
+    noisy = tuple({n: v * 1.37 + 0.01 for n, v in layer.items()} for layer in right)
+    graded += grader.grade(Submission(loss=None, layers=noisy)).results
+    codes = {r.diagnosis for r in graded if not r.passed}
+    assert {"derivative_of_error", "wrong_values"} <= codes
+    for result in graded:
+        for snippet in SNIPPET.findall(result.message):
+            ast.parse(snippet)
+        if result.field in ("layers.1.z", "layers.1.dx") and result.diagnosis == "wrong_values":
+            assert "`" not in result.message  # a norm's formulas are words, not code

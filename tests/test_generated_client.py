@@ -167,6 +167,36 @@ def test_the_generated_client_parses_a_passing_fields_null_diagnosis(generated):
     assert parsed.results[0].diagnosis is None
 
 
+def test_the_generated_client_builds_norm_layers_and_parses_their_answer(generated):
+    """A request model holding dense, batchnorm and layernorm layers (the oneOf keyed by type)
+    is sent as written, and dgamma, dbeta and the updated running statistics parse."""
+    body = {
+        **PROBLEM,
+        "layers": [
+            PROBLEM["layers"][0],
+            {
+                "type": "batchnorm",
+                "gamma": [1.0, 2.0],
+                "beta": [[0.0, 0.5]],
+                "variance": "unbiased",
+                "running_mean": [0.0, 0.0],
+                "running_var": [1.0, 1.0],
+                "activation": "relu",
+            },
+            {"type": "layernorm", "gamma": [1.5, 0.5], "beta": [0.0, 0.1]},
+            PROBLEM["layers"][1],
+        ],
+    }
+    model = generated.models.GradientsRequest.from_dict(body)
+    assert model.to_dict() == body
+
+    parsed, answer, status = call(generated, client_for(generated), "compute_gradients", body)
+
+    assert status == 200
+    assert sorted(answer["layers"][1]) == ["a", "dbeta", "dgamma", "running_mean", "running_var"]
+    assert_parsed_whole(parsed, answer, generated.models.GradientsResponse)
+
+
 def test_the_generated_client_parses_a_gradescope_document(generated):
     body = {**BODIES["/v1/check"], "format": "gradescope"}
 

@@ -326,7 +326,7 @@ def test_labels_with_a_loss_that_takes_none_keep_the_broadcast_advice(client, lo
         labelled(loss),
         "got a 1-D array of shape (4,), expected 2-D (4, 3)",
         "(batch,) versus (batch, 1) trap",
-        "accepted by the losses cross_entropy, svm only",
+        "accepted only by cross_entropy and svm.",
     )
 
 

@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 
 from schemas.binary import encode
 from service import create_app
-from service.core import Problem, compute_gradients, dense_layer
+from service.core import Layer, Problem, compute_gradients, dense_layer
 from service.core.activations import ACTIVATIONS
 from service.core.cost import NetworkShape, passes_parts
 from service.core.losses import LOSSES
@@ -70,6 +70,55 @@ def test_every_pass_holds_less_than_its_estimate(activation, loss):
             for n_in, n_out, act in zip(sizes[:-1], sizes[1:], [activation, activation, output])
         ),
         loss=loss,
+        l2=0.1,
+    )
+    net = NetworkShape.of(problem)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        with np.errstate(all="ignore"):
+            fwd = forward(problem)
+            held = [compute_gradients(problem, fwd), *(v.result for v in variants(problem, fwd))]
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert len(held) <= passes_needed(problem)
+    estimate = sum(part.bytes for part in passes_parts(net, passes_needed(problem)))
+    assert peak <= estimate, f"{peak / MiB:.1f} MiB held, {estimate / MiB:.1f} MiB estimated"
+
+
+@pytest.mark.parametrize(
+    ("kind", "settings"),
+    [
+        ("batchnorm", {}),
+        ("batchnorm", {"variance": "unbiased", "running": True}),
+        ("batchnorm", {"mode": "eval", "running": True}),
+        ("layernorm", {}),
+    ],
+    ids=["batchnorm-train", "batchnorm-unbiased-running", "batchnorm-eval", "layernorm"],
+)
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_every_pass_of_a_norm_network_holds_less_than_its_estimate(kind, settings, activation):
+    """dense -> norm -> dense -> norm -> dense: x_hat kept beside z and a, the running
+    statistics updated, every mistaken pass held: within the model's estimate."""
+    rng = np.random.default_rng(1)
+    sizes, batch = [20, 300, 300, 40], 400
+    settings = dict(settings)
+    if settings.pop("running", False):
+        settings |= {"running_mean": rng.normal(size=300), "running_var": rng.uniform(size=300)}
+    layers = []
+    for i, n_in in enumerate(sizes[:-1]):
+        n_out, last = sizes[i + 1], i == len(sizes) - 2
+        weights = rng.normal(size=(n_in, n_out)) / n_in**0.5
+        layers.append(dense_layer(weights, rng.normal(size=n_out), "identity"))
+        if not last:
+            params = {"gamma": rng.normal(size=n_out), "beta": rng.normal(size=n_out)}
+            layers.append(Layer(kind, params, activation, settings))
+    problem = Problem(
+        inputs=rng.normal(size=(batch, sizes[0])),
+        targets=rng.normal(size=(batch, sizes[-1])),
+        layers=tuple(layers),
+        loss="mse",
         l2=0.1,
     )
     net = NetworkShape.of(problem)

@@ -34,8 +34,77 @@ def _activation(name: str, z: torch.Tensor, unit_dim: int) -> torch.Tensor:
     raise ValueError(name)
 
 
+def _dense(layer: dict, a: torch.Tensor, convention: str) -> tuple[torch.Tensor, dict]:
+    """z in the convention's formula; the leaves by the name of their gradient."""
+    w = torch.tensor(layer["weights"], requires_grad=True)
+    b = layer.get("biases")
+    b = None if b is None else torch.tensor(b, requires_grad=True)
+    if convention == "numpy":
+        z = a @ w
+    elif convention == "torch":
+        z = a @ w.T
+    else:
+        z = w @ a
+    if b is not None:
+        z = z + b
+    return z, {"dW": w} | ({} if b is None else {"db": b})
+
+
+def _batchnorm(layer: dict, a: torch.Tensor, columns: bool):
+    """torch's batch_norm on the client's (batch, n) rows (columns: transposed in and out);
+    gamma and beta in the shape sent, so their gradients come back in it.
+
+    The unbiased variance (makemore) is written out: torch normalises with the biased one.
+    The running average is CS231n's, written out too: torch's momentum weights the batch
+    and its running variance is always the unbiased one.
+    """
+    gamma = torch.tensor(layer["gamma"], requires_grad=True)
+    beta = torch.tensor(layer["beta"], requires_grad=True)
+    eps, mode = layer.get("eps", 1e-5), layer.get("mode", "train")
+    x = a.T if columns else a
+    g, b = gamma.reshape(-1), beta.reshape(-1)
+    unbiased = layer.get("variance", "biased") == "unbiased"
+    state = {}
+    if mode == "eval":
+        mean = torch.tensor(layer["running_mean"]).reshape(-1)
+        var = torch.tensor(layer["running_var"]).reshape(-1)
+        z = F.batch_norm(x, mean, var, g, b, training=False, eps=eps)
+    elif unbiased:
+        var = x.var(dim=0, unbiased=True)
+        z = (x - x.mean(dim=0)) / torch.sqrt(var + eps) * g + b
+    else:
+        z = F.batch_norm(x, None, None, g, b, training=True, eps=eps)
+    if mode == "train" and "running_mean" in layer and "running_var" in layer:
+        momentum = layer.get("momentum", 0.9)
+        batch_var = x.var(dim=0, unbiased=unbiased).detach()
+        for name, batch_stat in (
+            ("running_mean", x.mean(dim=0).detach()),
+            ("running_var", batch_var),
+        ):
+            running = np.asarray(layer[name])
+            updated = momentum * running.reshape(-1) + (1 - momentum) * batch_stat.numpy()
+            state[name] = updated.reshape(running.shape)
+    return (z.T if columns else z), {"dgamma": gamma, "dbeta": beta}, state
+
+
+def _layernorm(layer: dict, a: torch.Tensor, columns: bool):
+    """torch's layer_norm over each sample's features (columns: transposed in and out)."""
+    gamma = torch.tensor(layer["gamma"], requires_grad=True)
+    beta = torch.tensor(layer["beta"], requires_grad=True)
+    x = a.T if columns else a
+    n = x.shape[1]
+    z = F.layer_norm(x, (n,), gamma.reshape(-1), beta.reshape(-1), eps=layer.get("eps", 1e-5))
+    return (z.T if columns else z), {"dgamma": gamma, "dbeta": beta}, {}
+
+
+NORMS = {"batchnorm": _batchnorm, "layernorm": _layernorm}
+
+
 def reference(request: dict) -> dict:
-    """loss, and per layer z, a, dz, dx, dW, db (client's shapes) as NumPy arrays.
+    """loss, and per layer z, a, dz, dx and its parameters' gradients (dW, db; dgamma,
+    dbeta), and a batchnorm's updated running statistics (client's shapes) as NumPy arrays.
+
+    A dropout layer ({"type": "dropout", "keep_prob", "mask" or "seed"}) has no dW or db.
 
     A layer without "biases" (or null) has no bias and no db; with "upstream" the
     backward pass starts from dL/d(last output) = upstream and the loss is None.
@@ -45,24 +114,21 @@ def reference(request: dict) -> dict:
     unit_dim = 0 if columns else 1
     a = torch.tensor(request["inputs"], requires_grad=True)
 
-    params, inputs, zs, outs = [], [], [], []
+    params, inputs, zs, outs, states = [], [], [], [], []
     for layer in request["layers"]:
         inputs.append(a)
-        w = torch.tensor(layer["weights"], requires_grad=True)
-        b = layer.get("biases")
-        b = None if b is None else torch.tensor(b, requires_grad=True)
-        if convention == "numpy":
-            z = a @ w
-        elif convention == "torch":
-            z = a @ w.T
+        kind = layer.get("type", "dense")
+        if kind in NORMS:
+            z, named, state = NORMS[kind](layer, a, columns)
+        elif kind == "dropout":
+            z, named, state = _dropout(layer, a), {}, {}
         else:
-            z = w @ a
-        if b is not None:
-            z = z + b
+            (z, named), state = _dense(layer, a, convention), {}
         z.retain_grad()
-        a = _activation(layer["activation"], z, unit_dim)
+        a = _activation(layer.get("activation") or "identity", z, unit_dim)
         a.retain_grad()
-        params.append((w, b))
+        params.append(named)
+        states.append(state)
         zs.append(z)
         outs.append(a)
 
@@ -73,7 +139,7 @@ def reference(request: dict) -> dict:
     l2 = request.get("l2", 0.0)
     if l2:
         factor = 0.5 * l2 if request.get("l2_style", "half") == "half" else l2
-        loss = loss + factor * sum((w**2).sum() for w, _ in params)
+        loss = loss + factor * sum((p["dW"] ** 2).sum() for p in params if "dW" in p)
     loss.backward()
 
     return {
@@ -84,12 +150,27 @@ def reference(request: dict) -> dict:
                 "a": out.detach().numpy(),
                 "dz": z.grad.numpy(),
                 "dx": x.grad.numpy(),
-                "dW": w.grad.numpy(),
-                **({} if b is None else {"db": b.grad.numpy()}),
+                **{name: p.grad.numpy() for name, p in named.items()},
+                **state,
             }
-            for (w, b), x, z, out in zip(params, inputs, zs, outs)
+            for named, state, x, z, out in zip(params, states, inputs, zs, outs)
         ],
     }
+
+
+def _dropout(layer: dict, a: torch.Tensor) -> torch.Tensor:
+    """Inverted dropout, x * mask / keep_prob, on the input in the client's own layout.
+
+    The mask is the one sent, or the contract's draw from the seed:
+    np.random.default_rng(seed).random(shape) < keep_prob, shape being the input's as sent.
+    """
+    keep_prob = layer["keep_prob"]
+    if layer.get("mask") is not None:
+        mask = torch.tensor(layer["mask"])
+    else:
+        drawn = np.random.default_rng(layer["seed"]).random(tuple(a.shape)) < keep_prob
+        mask = torch.tensor(drawn.astype(np.float64))
+    return a * mask / keep_prob
 
 
 def _loss(request: dict, z: torch.Tensor, a: torch.Tensor, columns: bool) -> torch.Tensor:

@@ -94,7 +94,14 @@ def _elementwise(name: str, forward, derivative) -> Activation:
 ACTIVATIONS: dict[str, Activation] = {
     activation.name: activation
     for activation in (
-        _elementwise("identity", lambda z: z, lambda z, a: np.ones_like(z)),
+        # dL/dz is dL/da itself: no (batch, n) array of ones, no multiply (a dropout layer's
+        # default activation; nothing in the core writes into a dz in place)
+        Activation(
+            "identity",
+            lambda z: z,
+            lambda z, a, upstream: upstream,
+            derivative=lambda z, a: np.ones_like(z),
+        ),
         _elementwise("sigmoid", sigmoid, _sigmoid_derivative),
         _elementwise("tanh", np.tanh, _tanh_derivative),
         _elementwise("relu", lambda z: np.maximum(z, 0.0), _relu_derivative),

@@ -96,6 +96,10 @@ class LayerShape:
     n_out: int  # numbers per sample out
     parameters: tuple[Shape, ...]  # the shapes of its parameters (and so of their gradients)
     activation: str = "identity"
+    #: the arrays it was sent besides its parameters (a dropout mask): the request holds them
+    held: tuple[Shape, ...] = ()
+    #: what its answer carries besides gradients, by name (a mask drawn from a seed)
+    state: tuple[tuple[str, Shape], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,11 +135,21 @@ class NetworkShape:
     @classmethod
     def of(cls, problem) -> NetworkShape:
         """A core.Problem's shapes, whatever its layers' kinds and its targets' form."""
-        layers, n_in = [], problem.inputs.shape[1]
+        layers, (batch, n_in) = [], problem.inputs.shape
         for layer in problem.layers:
             n_out = layer.units_out(n_in)
             shapes = tuple(p.shape for p in layer.params.values())
-            layers.append(LayerShape(layer.kind, n_in, n_out, shapes, layer.activation))
+            layers.append(
+                LayerShape(
+                    layer.kind,
+                    n_in,
+                    n_out,
+                    shapes,
+                    layer.activation,
+                    held=layer.held_shapes(),
+                    state=tuple(layer.state_shapes(batch, n_in).items()),
+                )
+            )
             n_in = n_out
         batch, n_in = problem.inputs.shape
         labels = problem.targets is not None and problem.targets.ndim == 1
@@ -155,9 +169,11 @@ class NetworkShape:
         return sum(prod(shape) for layer in self.layers for shape in layer.parameters)
 
     def elements(self) -> int:
-        """Numbers the request's arrays hold: inputs, targets (or upstream), parameters."""
+        """Numbers the request's arrays hold: inputs, targets (or upstream), parameters,
+        and what layers are sent besides (a dropout mask)."""
         targets = self.batch if self.labels else self.batch * self.n_out
-        return self.batch * self.n_in + targets + self.parameters()
+        held = sum(prod(shape) for layer in self.layers for shape in layer.held)
+        return self.batch * self.n_in + targets + self.parameters() + held
 
     def costs(self) -> list[LayerCost]:
         return [LAYER_COSTS[layer.kind](self.batch, layer) for layer in self.layers]
@@ -220,9 +236,12 @@ def text_bytes(shapes: Iterable[Shape], encoding: str = "json") -> int:
     return sum(JSON_NUMBER * prod(s) + JSON_ROW * max(s, default=1) + JSON_ARRAY for s in shapes)
 
 
-def answer_part(shapes: Sequence[Shape], encoding: str, fix: str, extra_text: int = 0) -> Part:
+def answer_part(
+    shapes: Sequence[Shape], encoding: str, fix: str, extra_text: int = 0, holding: str = ""
+) -> Part:
     """Writing an answer that holds arrays of ``shapes``: its text twice (see the module's
-    docstring), and the largest array's pieces (a contiguous copy, orjson's buffer)."""
+    docstring), and the largest array's pieces (a contiguous copy, orjson's buffer).
+    ``holding`` names arrays among them (state_text)."""
     text = ANSWER_TEXT + extra_text + text_bytes(shapes, encoding)
     if encoding == "base64":
         pieces = [(NUMBER + BASE64_PIECE_NUMBER) * prod(s) for s in shapes]
@@ -234,7 +253,7 @@ def answer_part(shapes: Sequence[Shape], encoding: str, fix: str, extra_text: in
     numbers = sum(prod(s) for s in shapes)
     form = "in base64" if encoding == "base64" else "as JSON text, about 25 bytes each"
     peak = TEXT_COPIES * text + max(pieces, default=0)
-    return Part(f"the answer ({numbers:,} numbers {form})", peak, fix)
+    return Part(f"the answer ({numbers:,} numbers {form}{holding})", peak, fix)
 
 
 def result_shapes(net: NetworkShape, include: Iterable[str] = ("a",)) -> list[Shape]:
@@ -244,4 +263,20 @@ def result_shapes(net: NetworkShape, include: Iterable[str] = ("a",)) -> list[Sh
     for layer in net.layers:
         shapes += [(net.batch, layer.n_in if name == "dx" else layer.n_out) for name in include]
         shapes += list(layer.parameters)
+        shapes += [shape for _, shape in layer.state]
     return shapes
+
+
+def state_text(net: NetworkShape) -> str:
+    """The answer's arrays that no request field can leave out (a mask drawn from a seed),
+    in words, for the answer part's description: "" when there are none."""
+    named = [
+        f"layer {i}'s {name} ({' x '.join(f'{n:,}' for n in shape)})"
+        for i, layer in enumerate(net.layers)
+        for name, shape in layer.state
+    ]
+    return (
+        f", {', '.join(named[:3])}{' and more' if len(named) > 3 else ''} among them"
+        if named
+        else ""
+    )

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .losses import LOSSES
-from .network import Problem, loss_scale
+from .network import Problem, loss_scale, output_shape
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Formulas:
         y = self.problem.targets
         if y is None or y.ndim == 2:
             return "y"
-        classes = self.problem.layers[-1].units_out(self.problem.inputs.shape[1])
+        classes = output_shape(self.problem)[1]
         if self.samples_are_columns:
             return f"np.eye({classes})[y.ravel()].T"
         return f"np.eye({classes})[y]"
@@ -132,7 +132,12 @@ class Formulas:
         name = self.problem.layers[layer].activation
         return "identity" if name == "linear" else name
 
-    def forward_z(self, layer: int) -> str:
+    def dense(self, layer: int) -> bool:
+        return self.problem.layers[layer].kind == "dense"
+
+    def forward_z(self, layer: int) -> str | None:
+        if not self.dense(layer):
+            return None  # a norm's or dropout's z: no one line (service.core.messages says it)
         product = {"numpy": "a_prev @ W", "torch": "a_prev @ W.T", "columns": "W @ a_prev"}
         bias = " + b" if self.problem.layers[layer].biases is not None else ""
         return f"z = {product[self.convention]}{bias}"
@@ -151,7 +156,9 @@ class Formulas:
             }[self.activation(layer)]
         )
 
-    def dW(self, layer: int) -> str:
+    def dW(self, layer: int) -> str | None:
+        if not self.dense(layer):
+            return None
         product = {"numpy": "a_prev.T @ dz", "torch": "dz.T @ a_prev", "columns": "dz @ a_prev.T"}
         return f"dW = {self.divided(product[self.convention], self.per_sample)}{self._l2()}"
 
@@ -160,7 +167,9 @@ class Formulas:
         keep = ", keepdims=True" if len(shape) == 2 else ""
         return f"db = {self.divided(f'np.sum(dz, axis={self.axis}{keep})', self.per_sample)}"
 
-    def dx(self) -> str:
+    def dx(self, layer: int) -> str | None:
+        if not self.dense(layer):
+            return None
         return (
             "dx = "
             + {"numpy": "dz @ W.T", "torch": "dz @ W", "columns": "W.T @ dz"}[self.convention]

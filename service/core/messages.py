@@ -54,7 +54,7 @@ class Messages:
             "dz": lambda: f.dz(layer),
             "dW": lambda: f.dW(layer),
             "db": lambda: f.db(shape),
-            "dx": f.dx,
+            "dx": lambda: f.dx(layer),
         }.get(name, lambda: None)()
 
     # -- shapes -------------------------------------------------------------------------------
@@ -112,11 +112,16 @@ class Messages:
             text += " Each layer's dx is the dL/da of the layer below."
         axis = self.f.axis
         prose = {
-            "dgamma": f" dgamma = np.sum(dout * x_hat, axis={axis}), x_hat the normalised input.",
-            "dbeta": f" dbeta = np.sum(dout, axis={axis}).",
+            "dgamma": f"dgamma = np.sum(dout * x_hat, axis={axis}), x_hat the normalised input.",
+            "dbeta": f"dbeta = np.sum(dout, axis={axis}).",
+            "dx": "dx = dz * mask / keep_prob for inverted dropout.",
         }
         statement = self.field_fix(layer, name, shape)
-        return text + (fix(statement) if statement else prose.get(name, ""))
+        if statement:
+            return text + fix(statement)
+        # no one-line NumPy for a norm layer's z and dx: the formula, in words
+        hint = _norm_hint(self.problem.layers[layer], name, axis) or prose.get(name)
+        return text + (f" {hint}" if hint else "")
 
     def scale(
         self, what: str, variant: Variant, layer: int | None = None, name: str = "", shape=()
@@ -192,7 +197,7 @@ class Messages:
             return (
                 f"layer {k}'s dz was handed to layer {k - 1} as its dL/da without the weights "
                 "(dA_prev = dZ): the chain rule goes through the weights that made z.",
-                self.f.dx(),
+                self.f.dx(k),
             )
         act = self.f.activation(k)
         g = "dh" if k == self.last and self.problem.upstream is None else "da"
@@ -265,3 +270,31 @@ def _layers_text(layers: tuple[int, ...]) -> str:
         return f"layer {layers[0]}"
     names = [str(k) for k in sorted(layers)]
     return "layers " + ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _norm_hint(layer, name: str, axis: int) -> str | None:
+    """z and dx of a norm layer (CS231n's batchnorm and layernorm); None for other kinds."""
+    if layer.kind == "batchnorm":
+        if layer.settings.get("mode") == "eval":
+            return {
+                "z": "z = gamma * (x - running_mean) / sqrt(running_var + eps) + beta.",
+                "dx": "dx = dz * gamma / sqrt(running_var + eps): the running statistics are "
+                "constants in eval mode.",
+            }.get(name)
+        bessel = layer.settings.get("variance") == "unbiased"
+        return {
+            "z": f"z = gamma * x_hat + beta, x_hat = (x - mean) / sqrt(var + eps), mean and var "
+            f"over the batch (axis {axis}){', var divided by N - 1' if bessel else ''}.",
+            "dx": "dx = gamma / std / N * (N * dz - sum(dz) - "
+            f"{'N / (N - 1) * ' if bessel else ''}x_hat * sum(dz * x_hat)), sums over the "
+            f"batch (axis {axis}), as CS231n's batchnorm_backward_alt.",
+        }.get(name)
+    if layer.kind == "layernorm":
+        features = 1 - axis
+        return {
+            "z": "z = gamma * x_hat + beta, x_hat = (x - mean) / sqrt(var + eps), mean and "
+            f"(biased) var over each sample's features (axis {features}).",
+            "dx": "dx = (1 / std) / D * (D * g - sum(g) - x_hat * sum(g * x_hat)), g = dz * "
+            f"gamma, sums over each sample's D features (axis {features}).",
+        }.get(name)
+    return None

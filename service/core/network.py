@@ -64,6 +64,14 @@ class Layer:
     def units_out(self, n_in: int) -> int:
         return KINDS[self.kind].units_out(n_in, self.params)
 
+    def held_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """The shapes of the arrays among its settings (a sent mask): the request holds them."""
+        return tuple(v.shape for v in self.settings.values() if isinstance(v, np.ndarray))
+
+    def state_shapes(self, batch: int, n_in: int) -> dict[str, tuple[int, ...]]:
+        """What its answer will carry besides gradients, before anything runs."""
+        return KINDS[self.kind].state_shapes(batch, n_in, self.settings)
+
     def with_params(self, **params: Array) -> Layer:
         """The same layer with some parameters replaced (a gradient step, a nudge)."""
         return replace(self, params={**self.params, **params})
@@ -324,7 +332,9 @@ def gradient_step(problem: Problem, result: Gradients, learning_rate: float) -> 
 
 def _require_finite(result: Gradients) -> None:
     """JSON cannot carry inf or nan: name the first layer that overflowed."""
-    named = [{"z": out.z, "a": out.a, "dz": out.dz, **out.grads} for out in result.layers]
+    named = [
+        {"z": out.z, "a": out.a, "dz": out.dz, **out.grads, **out.state} for out in result.layers
+    ]
     named += [{"dx": out.dx} for out in result.layers]  # layer i's dx is layer i-1's dL/da
     for j, arrays in enumerate(named):
         i = j % len(result.layers)

@@ -19,6 +19,7 @@ from .cost import (
     passes_parts,
     read_part,
     result_shapes,
+    state_text,
 )
 
 #: every gradient a layer kind answers, first parameter's then second's (dense, the norms)
@@ -65,7 +66,10 @@ def gradients_cost(
         fix = 'ask for fewer arrays ("include": []), or send a smaller batch'
     else:
         fix = 'ask for "encoding": "base64" (11 bytes a number, not 25) or fewer arrays ("include")'
-    parts.append(answer_part(shapes, encoding, fix))
+    holding = state_text(net)
+    if holding:  # a drawn mask is answered whatever include says
+        fix += "; a mask drawn from a seed is answered too: send a smaller batch"
+    parts.append(answer_part(shapes, encoding, fix, holding=holding))
     return cost_of(parts, flops)
 
 

@@ -21,9 +21,12 @@ from __future__ import annotations
 
 from ..cost import LAYER_COSTS
 from .base import Kind
+from .batchnorm import BATCHNORM
 from .dense import DENSE
+from .dropout import DROPOUT
+from .layernorm import LAYERNORM
 
-KINDS: dict[str, Kind] = {kind.name: kind for kind in (DENSE,)}
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (DENSE, BATCHNORM, LAYERNORM, DROPOUT)}
 
 LAYER_COSTS.update({name: kind.cost for name, kind in KINDS.items()})
 

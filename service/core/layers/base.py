@@ -36,3 +36,8 @@ class Kind:
     #: (cache, settings) -> arrays the answer carries besides the gradients, by name
     #: (batchnorm's updated running statistics, dropout's drawn mask)
     state: Callable[[Cache, Settings], dict[str, Array]] = lambda cache, settings: {}
+    #: (batch, n_in, settings) -> {name: canonical shape} of what ``state`` will answer,
+    #: known before anything runs (the cost model prices a mask drawn from a seed with it)
+    state_shapes: Callable[[int, int, Settings], dict[str, tuple[int, ...]]] = (
+        lambda batch, n_in, settings: {}
+    )

@@ -24,7 +24,7 @@ from service.core import (
 )
 from service.core.gradient_check import GradientCheck
 from service.core.layers import KINDS
-from service.core.network import L2_STYLES
+from service.core.network import DZ_SCALES, L2_STYLES
 
 from .base import StrictSchema
 from .conventions import CONVENTIONS, Convention
@@ -42,6 +42,12 @@ from .layers import DATA, LAYER_TYPES, WEIGHTS, LayerField, Layout
 from .shape_rules import labels_sent, shape_errors
 
 INCLUDABLE = ("z", "a", "dz", "dx")
+DZ_SCALE_TEXT = (
+    "where the 'mean' reduction's 1/N goes. reduced (PyTorch, CS231n): inside dL/da, so every "
+    "dz and dx holds it and dW = a_prev.T @ dz. per_sample (Andrew Ng's course: dZ2 = A2 - Y, "
+    "dW = 1/m * dZ @ A_prev.T, db = 1/m * np.sum(dZ)): dz and dx without it, dW and db with it. "
+    "The same with 'sum' or upstream, where there is no 1/N."
+)
 ENCODINGS = ("json", "base64")
 
 
@@ -177,6 +183,13 @@ class NetworkProblemSchema(StrictSchema):
         },
     )
 
+    dz_scale = one_of(
+        DZ_SCALES,
+        "dz_scale",
+        load_default="reduced",
+        metadata={"description": DZ_SCALE_TEXT},
+    )
+
     @validates_schema(skip_on_field_errors=True)
     def _check_shapes(self, data, **kwargs):
         errors = shape_errors(data)
@@ -257,6 +270,7 @@ def gradients_request(
             l2=data["l2"],
             l2_style=data["l2_style"],
             upstream=_canonical(c, data["upstream"]),
+            dz_scale=data.get("dz_scale", "reduced"),
         ),
         convention=c,
         layouts=tuple(LAYER_TYPES[layer["type"]].layouts(layer) for layer in data["layers"]),

@@ -181,7 +181,7 @@ SIZES = {
     "deep_narrow": 3369,
     "gradients_every_array": 1869,
     "gradients_base64": 303,
-    "check": 3880,
+    "check": 3021,
     "exercises": 7,
     "exercises_wide": 316,
     "neuron": 680_007,

@@ -8,7 +8,7 @@ from marshmallow import ValidationError, fields, post_load, validate, validates_
 
 from service.core import ALIASES, LOSSES, REDUCTIONS, Problem
 from service.core.exercises import ExerciseSpec
-from service.core.network import DZ_SCALES
+from service.core.problem import DZ_SCALES
 
 from .answers import GradientsResponseSchema
 from .base import StrictSchema

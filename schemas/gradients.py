@@ -24,7 +24,7 @@ from service.core import (
 )
 from service.core.gradient_check import GradientCheck
 from service.core.layers import KINDS
-from service.core.network import DZ_SCALES, L2_STYLES
+from service.core.problem import DZ_SCALES, L2_STYLES
 
 from .base import StrictSchema
 from .conventions import CONVENTIONS, Convention

@@ -19,7 +19,8 @@ from service.core.budget import NO_DEADLINE, Deadline
 from service.core.formulas import fix
 from service.core.messages import Messages
 from service.core.mistakes import Variant, variants
-from service.core.network import forward, l2_gradient_factor, loss_scale
+from service.core.network import forward
+from service.core.objective import l2_gradient_factor, loss_scale
 from service.core.shapes import shape_text
 from service.core.submission import Submission, Tolerance
 

@@ -21,7 +21,7 @@ from service import create_app
 from service.config import Config
 from service.core.cost import LAYER_COSTS, NetworkShape, dense_shape
 from service.core.layers import KINDS
-from service.core.network import Problem, dense_layer
+from service.core.problem import Problem, dense_layer
 from service.core.request_costs import gradients_cost
 from service.routes import autograder
 from tests.memory_cases import network, thin_wide

@@ -4,16 +4,9 @@ from .activations import ACTIVATIONS, ALIASES, ELEMENTWISE, get_activation
 from .errors import CoreError, LimitExceeded, NonFiniteResult
 from .limits import Limits
 from .losses import LOSSES, REDUCTIONS
-from .network import (
-    Gradients,
-    Layer,
-    LayerResult,
-    Problem,
-    compute_gradients,
-    dense_layer,
-    gradient_step,
-)
+from .network import compute_gradients, gradient_step
 from .neuron import NeuronProblem, NeuronTerms, neuron_terms
+from .problem import Gradients, Layer, LayerResult, Problem, dense_layer
 
 __all__ = [
     "ACTIVATIONS",

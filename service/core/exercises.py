@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .budget import NO_DEADLINE, Deadline
-from .network import Layer, Problem, dense_layer
+from .problem import Layer, Problem, dense_layer
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .losses import LOSSES
-from .network import Problem, loss_scale, output_shape
+from .objective import loss_scale, output_shape
+from .problem import Problem
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ import numpy as np
 from .activations import get_activation
 from .budget import NO_DEADLINE, Deadline
 from .layers import KINDS
-from .network import Gradients, Layer, Problem, loss_scale, loss_value
+from .objective import loss_scale, loss_value
+from .problem import Gradients, Layer, Problem
 
 EPSILON = 1e-5
 TINY = 1e-8

@@ -15,7 +15,7 @@ import numpy as np
 
 from .formulas import Formulas, fix
 from .mistakes import Variant
-from .network import Problem
+from .problem import Problem
 from .shapes import shape_text
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .activations import ALIASES, get_activation
 from .losses import minus_targets
-from .network import Problem
+from .problem import Problem
 
 Array = np.ndarray
 

@@ -44,15 +44,9 @@ from .mistake_rules import (
     preactivation_derivative,
     without_weights,
 )
-from .network import (
-    Forward,
-    Gradients,
-    Problem,
-    backward,
-    loss_scale,
-    loss_value,
-    output_shape,
-)
+from .network import backward
+from .objective import loss_scale, loss_value, output_shape
+from .problem import Forward, Gradients, Problem
 
 Array = np.ndarray
 

@@ -14,14 +14,15 @@ Backward, for every layer from the last:
     dL/da of the layer below = dx
 
 The loop knows no kind: each one's forward and backward live in
-service.core.layers.  The reduction's scale (1/N for "mean") is already inside
-dz, so a bias's gradient is a plain sum over the batch axis.
+service.core.layers; the records it reads and answers in service.core.problem,
+the objective it differentiates in service.core.objective.  The reduction's
+scale (1/N for "mean") is already inside dz, so a bias's gradient is a plain sum
+over the batch axis.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,109 +32,10 @@ from .budget import NO_DEADLINE, Deadline
 from .errors import NonFiniteResult
 from .layers import KINDS
 from .losses import LOSSES
+from .objective import l2_gradient_factor, loss_scale, loss_value
+from .problem import Forward, Gradients, Layer, LayerResult, Problem
 
 Array = np.ndarray
-L2_STYLES = ("half", "full")
-DZ_SCALES = ("reduced", "per_sample")
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One layer: its kind, its learned parameters, its activation, and its kind's settings.
-
-    ``params`` holds the parameters the layer has, by name, in its kind's order
-    (a dense layer without a bias has no "biases"); each has a gradient
-    (``Kind.gradients``).  ``settings`` holds what is not learned (a norm's eps
-    and running statistics, dropout's mask): the kind reads them, nothing
-    differentiates them.
-    """
-
-    kind: str
-    params: Mapping[str, Array]
-    activation: str = "identity"
-    settings: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def weights(self) -> Array | None:
-        return self.params.get("weights")
-
-    @property
-    def biases(self) -> Array | None:
-        return self.params.get("biases")
-
-    def units_out(self, n_in: int) -> int:
-        return KINDS[self.kind].units_out(n_in, self.params)
-
-    def held_shapes(self) -> tuple[tuple[int, ...], ...]:
-        """The shapes of the arrays among its settings (a sent mask): the request holds them."""
-        return tuple(v.shape for v in self.settings.values() if isinstance(v, np.ndarray))
-
-    def state_shapes(self, batch: int, n_in: int) -> dict[str, tuple[int, ...]]:
-        """What its answer will carry besides gradients, before anything runs."""
-        return KINDS[self.kind].state_shapes(batch, n_in, self.settings)
-
-    def with_params(self, **params: Array) -> Layer:
-        """The same layer with some parameters replaced (a gradient step, a nudge)."""
-        return replace(self, params={**self.params, **params})
-
-
-def dense_layer(weights: Array, biases: Array | None, activation: str) -> Layer:
-    """z = x @ weights (+ biases): weights (n_in, n_out), biases (n_out,) or None."""
-    params = {"weights": weights} if biases is None else {"weights": weights, "biases": biases}
-    return Layer("dense", params, activation)
-
-
-@dataclass(frozen=True)
-class Problem:
-    inputs: Array  # (batch, n_in)
-    #: (batch, n_out), or int64 class labels (batch,) for a loss that takes them
-    #: (service.core.losses); None when upstream is sent
-    targets: Array | None
-    layers: tuple[Layer, ...]
-    loss: str | None
-    reduction: str = "mean"
-    l2: float = 0.0
-    #: "half": 0.5 * l2 * sum(W^2), gradient l2 * W; "full" (CS231n): l2 * sum(W^2), 2 * l2 * W
-    l2_style: str = "half"
-    #: dL/d(the last layer's output after its activation), instead of targets and a loss
-    upstream: Array | None = None
-    #: where the reduction's 1/N goes: "reduced" (PyTorch, CS231n: inside dL/da, so in every
-    #: dz and dx) or "per_sample" (Andrew Ng's course: dz without it, dW and db with it)
-    dz_scale: str = "reduced"
-
-
-@dataclass(frozen=True)
-class LayerResult:
-    z: Array  # (batch, n_out) the kind's output, before the activation
-    a: Array  # (batch, n_out) activation
-    dz: Array  # (batch, n_out) dL/dz
-    dx: Array | None  # (batch, n_in) dL/d(the layer's input); None unless asked (keep_dx)
-    grads: Mapping[str, Array] = field(default_factory=dict)  # gradient name -> array
-    #: arrays the kind answers besides its gradients (batchnorm's updated running
-    #: statistics, dropout's drawn mask), by name
-    state: Mapping[str, Array] = field(default_factory=dict)
-
-    @property
-    def dW(self) -> Array:
-        return self.grads["dW"]
-
-    @property
-    def db(self) -> Array | None:
-        return self.grads.get("db")
-
-
-@dataclass(frozen=True)
-class Gradients:
-    loss: float | None  # None when the problem sends upstream
-    layers: tuple[LayerResult, ...]
-
-
-@dataclass(frozen=True)
-class Forward:
-    zs: tuple[Array, ...]  # per layer, (batch, n_out)
-    outs: tuple[Array, ...]  # per layer, (batch, n_out)
-    caches: tuple[Any, ...] = ()  # per layer, what its kind's backward needs
-
 
 #: dz_rule(layer, z, a, dL_da, correct_dz) -> dz: how a layer turns dL/da into dL/dz.
 #: The correct rule returns correct_dz; the autograder's mistakes return something else.
@@ -153,59 +55,6 @@ def forward(problem: Problem, deadline: Deadline = NO_DEADLINE) -> Forward:
         outs.append(a)
         caches.append(cache)
     return Forward(tuple(zs), tuple(outs), tuple(caches))
-
-
-def loss_scale(problem: Problem) -> float:
-    """The factor the reduction applies to the summed loss and to dL/dz (1 with upstream)."""
-    if problem.upstream is not None:
-        return 1.0
-    batch, n_out = output_shape(problem)
-    return LOSSES[problem.loss].reduce_scale(problem.reduction, batch, n_out)
-
-
-def output_shape(problem: Problem) -> tuple[int, int]:
-    """(batch, n_out) of the last layer's output, whether the targets are dense or labels."""
-    batch, n = problem.inputs.shape
-    for layer in problem.layers:
-        n = layer.units_out(n)
-    return batch, n
-
-
-def l2_penalty(problem: Problem, layers: tuple[Layer, ...] | None = None) -> float:
-    layers = problem.layers if layers is None else layers
-    factor = 0.5 * problem.l2 if problem.l2_style == "half" else problem.l2
-    return factor * sum(
-        float(np.sum(layer.params[name] ** 2))
-        for layer in layers
-        for name in KINDS[layer.kind].regularised
-        if name in layer.params
-    )
-
-
-def l2_gradient_factor(problem: Problem) -> float:
-    return problem.l2 if problem.l2_style == "half" else 2.0 * problem.l2
-
-
-def loss_value(
-    problem: Problem,
-    z_out: Array,
-    a_out: Array,
-    scale: float | None = None,
-    layers: tuple[Layer, ...] | None = None,
-) -> float:
-    """The reduced loss plus the l2 penalty of ``layers`` (the problem's own by default).
-
-    With upstream, the function whose gradient backward computes: sum(upstream * a_out)
-    (what the gradient check differentiates; the answer's loss is null).
-    """
-    if problem.upstream is not None:
-        loss = float(np.sum(problem.upstream * a_out))
-    else:
-        scale = loss_scale(problem) if scale is None else scale
-        loss = scale * LOSSES[problem.loss].total(z_out, a_out, problem.targets)
-    if problem.l2:
-        loss += l2_penalty(problem, layers)
-    return loss
 
 
 def backward(

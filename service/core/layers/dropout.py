@@ -28,7 +28,7 @@ from ..cost import SCRATCH, LayerCost, LayerShape
 from .base import Array, Kind, Params, Settings
 
 if TYPE_CHECKING:
-    from ..network import Layer
+    from ..problem import Layer
 
 #: numbers of (batch, n) the draw holds at once: float64 randoms, then their bool comparison
 DRAW = 1.125
@@ -123,7 +123,7 @@ def dropout_layer(
 ) -> Layer:
     """A dropout Layer: a canonical (batch, n) 0/1 ``mask``, or a ``seed`` whose mask is drawn
     in the client's layout ((n, batch) when ``columns``)."""
-    from ..network import Layer  # the network module imports this package
+    from ..problem import Layer  # the problem module imports this package
 
     if (mask is None) == (seed is None):
         raise ValueError("a dropout layer takes a mask or a seed, exactly one")

@@ -1,15 +1,11 @@
 """marshmallow schemas: the boundary that parses JSON into canonical arrays."""
 
-from .check import (
-    CheckRequest,
-    CheckRequestSchema,
-    CheckResponseSchema,
-    GradescopeResultsSchema,
-)
+from .check import CheckRequest, CheckRequestSchema, CheckResponseSchema
 from .conventions import CONVENTIONS, Convention
 from .exercises import ExerciseRequest, ExerciseRequestSchema, ExerciseResponseSchema
 from .fields import Array, Number
 from .gradients import GradientsRequest, GradientsRequestSchema, GradientsResponseSchema
+from .grading_formats import GradescopeResultsSchema, PrairieLearnResultsSchema
 from .health import HealthSchema, ReadinessSchema
 from .neuron import NeuronRequestSchema, NeuronResponseSchema
 from .problem import ProblemDetailsSchema
@@ -32,6 +28,7 @@ __all__ = [
     "NeuronRequestSchema",
     "NeuronResponseSchema",
     "Number",
+    "PrairieLearnResultsSchema",
     "ProblemDetailsSchema",
     "ReadinessSchema",
 ]

@@ -40,6 +40,9 @@ class FieldResult:
     diagnosis: str | None
     message: str
     expected: np.ndarray | float | None = None
+    #: for a diagnosis by a mistaken pass: the layers the mistake was made in (service.core.
+    #: mistakes.Variant; empty for a mistake in the loss), which partial credit reads
+    mistake_layers: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -158,6 +161,7 @@ class Grader:
         for variant in self.mistaken_passes():
             wrong = self.value(variant.result, layer, name)
             if not self.tolerance.close(wrong, expected) and self.tolerance.close(aligned, wrong):
+                result.mistake_layers = variant.layers
                 return self._diagnosed(
                     result, variant.code, self._variant_message(path, layer, variant)
                 )
@@ -401,24 +405,3 @@ def _layers_text(layers: tuple[int, ...]) -> str:
         return f"layer {layers[0]}"
     names = [str(k) for k in sorted(layers)]
     return "layers " + ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def gradescope_results(report: Report) -> dict:
-    """The report as a Gradescope results.json: one point per checked field."""
-    return {
-        "score": report.correct,
-        "output": f"{report.correct} of {report.checked} checked fields are correct.",
-        "visibility": "visible",
-        "tests": [
-            {
-                "name": result.field,
-                "score": int(result.passed),
-                "max_score": 1,
-                "status": "passed" if result.passed else "failed",
-                "output": result.message
-                if result.passed
-                else f"[{result.diagnosis}] {result.message}",
-            }
-            for result in report.results
-        ],
-    }

@@ -200,7 +200,7 @@ class _Gradescope:
             )
         document = {
             "score": _number(scores.points),
-            "execution_time": round(time, 3),
+            "execution_time": _seconds(time),
             "output": _summary_md(report, scores, options),
             "output_format": "md",
             "visibility": "visible",
@@ -215,7 +215,7 @@ class _Gradescope:
         listing = _problems_md(broken)
         document = {
             "score": 0,
-            "execution_time": round(time, 3),
+            "execution_time": _seconds(time),
             "output": f"**Your submission could not be graded** (score 0):\n\n{listing}",
             "output_format": "md",
             "visibility": "visible",
@@ -415,7 +415,7 @@ def _suite(tests: int, failures: int, time: float) -> ET.Element:
         failures=str(failures),
         errors="0",
         skipped="0",
-        time=f"{time:.3f}",
+        time=str(_seconds(time)),
     )
 
 
@@ -437,6 +437,12 @@ def _xml(element: ET.Element) -> str:
 
 
 # -- numbers ---------------------------------------------------------------------------------
+
+
+def _seconds(time: float) -> int:
+    """Whole seconds, as Gradescope shows them: the same request answers the same bytes
+    (in process and through a server, alone and in a batch) unless it took a second more."""
+    return round(time)
 
 
 def _number(value: float) -> int | float:

@@ -115,6 +115,7 @@ def _key_defect(key: str) -> str | None:
     if (
         len(parts) == 3
         and parts[0] == "layers"
+        and parts[1].isascii()
         and parts[1].isdigit()
         and parts[2] in GRADED_NAMES[1:]
     ):
@@ -211,9 +212,10 @@ class CheckRequestSchema(NetworkProblemSchema):
         for option in ("points", "visibility"):
             for key in data[option] or ():
                 parts = key.split(".")
-                if len(parts) == 3 and int(parts[1]) >= layers:
+                # a number of 5,000 digits is out of range too, without converting it
+                if len(parts) == 3 and (len(parts[1]) > 6 or int(parts[1]) >= layers):
                     errors.setdefault(option, {})[key] = [
-                        f"{quoted(key)} names layer {parts[1]}, but the problem has {layers} "
+                        f"{quoted(key)} names a layer past the last: the problem has {layers} "
                         f"layer(s), numbered from 0."
                     ]
         if errors:

@@ -364,47 +364,73 @@ def _measures(result: FieldResult) -> str:
 class _JUnit:
     @staticmethod
     def graded(report: Report, scores: Scores, options: GradingOptions, time: float):
-        suite = _suite(report.checked, report.checked - report.correct, time)
-        properties = ET.SubElement(suite, "properties")
-        for name, value in (
-            ("score", scores.fraction),
-            ("points", scores.points),
-            ("max_points", scores.max_points),
-        ):
-            ET.SubElement(properties, "property", name=name, value=f"{value:g}")
-        for s in scores.fields:
-            case = ET.SubElement(
-                suite, "testcase", name=s.result.field, classname=_classname(s.result.field)
-            )
-            case.set("time", "0")
-            if s.result.passed:
-                continue
-            withheld = s.withheld(delays=False)
-            message = WITHHELD if withheld else _plain_message(s, options)
-            failure = ET.SubElement(
-                case,
-                "failure",
-                message=_xml_text(message),
-                type="hidden" if withheld else s.result.diagnosis or "wrong",
-            )
-            failure.text = _xml_text(message if withheld else f"{message}\n{_measures(s.result)}")
-        return _xml(suite), XML
+        return _xml(_graded_suite(report, scores, options, time)), XML
 
     @staticmethod
     def ungradable(broken: UngradableSubmission, options: GradingOptions, time: float):
-        suite = _suite(1, 1, time)
-        case = ET.SubElement(suite, "testcase", name="submission format", classname=SUITE)
-        lines = [f"{path}: {' '.join(messages)}" for path, messages in broken.errors.items()]
-        if broken.omitted:
-            lines.append(f"and {broken.omitted:,} more")
+        return _xml(_ungradable_suite(broken, time)), XML
+
+
+def junit_testsuites(
+    entries: list[tuple[str, Report | UngradableSubmission, float]], options: GradingOptions
+) -> str:
+    """One JUnit document for a class: a ``testsuite`` per (name, report, seconds), named
+    after the student, inside ``testsuites`` (what /v1/check/batch answers for junit)."""
+    suites = ET.Element("testsuites", name=SUITE)
+    for name, report, time in entries:
+        if isinstance(report, UngradableSubmission):
+            suite = _ungradable_suite(report, time)
+        else:
+            suite = _graded_suite(report, score(report, options), options, time)
+        suite.set("name", _xml_text(name))
+        suites.append(suite)
+    suites.set("tests", str(sum(int(s.get("tests")) for s in suites)))
+    suites.set("failures", str(sum(int(s.get("failures")) for s in suites)))
+    return _xml(suites)
+
+
+def _graded_suite(report: Report, scores: Scores, options: GradingOptions, time: float):
+    suite = _suite(report.checked, report.checked - report.correct, time)
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (
+        ("score", scores.fraction),
+        ("points", scores.points),
+        ("max_points", scores.max_points),
+    ):
+        ET.SubElement(properties, "property", name=name, value=f"{value:g}")
+    for s in scores.fields:
+        case = ET.SubElement(
+            suite, "testcase", name=s.result.field, classname=_classname(s.result.field)
+        )
+        case.set("time", "0")
+        if s.result.passed:
+            continue
+        withheld = s.withheld(delays=False)
+        message = WITHHELD if withheld else _plain_message(s, options)
         failure = ET.SubElement(
             case,
             "failure",
-            message=_xml_text(f"the submission could not be graded: {lines[0]}"),
-            type="format_error",
+            message=_xml_text(message),
+            type="hidden" if withheld else s.result.diagnosis or "wrong",
         )
-        failure.text = _xml_text("\n".join(lines))
-        return _xml(suite), XML
+        failure.text = _xml_text(message if withheld else f"{message}\n{_measures(s.result)}")
+    return suite
+
+
+def _ungradable_suite(broken: UngradableSubmission, time: float) -> ET.Element:
+    suite = _suite(1, 1, time)
+    case = ET.SubElement(suite, "testcase", name="submission format", classname=SUITE)
+    lines = [f"{path}: {' '.join(messages)}" for path, messages in broken.errors.items()]
+    if broken.omitted:
+        lines.append(f"and {broken.omitted:,} more")
+    failure = ET.SubElement(
+        case,
+        "failure",
+        message=_xml_text(f"the submission could not be graded: {lines[0]}"),
+        type="format_error",
+    )
+    failure.text = _xml_text("\n".join(lines))
+    return suite
 
 
 def _suite(tests: int, failures: int, time: float) -> ET.Element:

@@ -13,8 +13,11 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
+from schemas import CheckRequestSchema
 from service.cli import main as cli_main
-from service.grading_formats import WITHHELD
+from service.core.grading_options import GradingOptions, UngradableSubmission
+from service.grading import Grader
+from service.grading_formats import WITHHELD, junit_testsuites
 from tests.conftest import ROOT
 
 PROBLEM = json.loads((ROOT / "examples" / "problem.json").read_text())
@@ -448,3 +451,26 @@ def test_the_cli_grades_a_broken_submission_as_0_and_exits_0_with_a_format(tmp_p
     body = json.loads(capsysbinary.readouterr().out)
     assert body["gradable"] is False and "submission.layers.0.dW" in body["format_errors"]
     assert cli_main(["check", problem, str(submitted)]) == 2
+
+
+def test_junit_testsuites_hold_a_suite_per_student_for_a_batch(client):
+    """The helper /v1/check/batch uses for junit: one document, a testsuite per student."""
+    graded = post(client, student(seed_bug=True), format="junit").get_data(as_text=True)
+    options = GradingOptions(format="junit")
+    broken = UngradableSubmission({"submission.layers": ["got 1 entries, expected 2."]})
+    report = _report_of(student(seed_bug=True))
+    document = ET.fromstring(junit_testsuites([("s1", report, 0.0), ("s2", broken, 0.0)], options))
+
+    assert document.tag == "testsuites"
+    assert (document.get("tests"), document.get("failures")) == ("7", "6")
+    first, second = document.findall("testsuite")
+    assert (first.get("name"), second.get("name")) == ("s1", "s2")
+    single = ET.fromstring(graded)
+    assert ET.tostring(first.find("testcase[2]")) == ET.tostring(single.find("testcase[2]"))
+    assert second.find("testcase/failure").get("type") == "format_error"
+
+
+def _report_of(submission: dict):
+    """The grader's report for PROBLEM, straight from the schema and the grader."""
+    request = CheckRequestSchema().load({**PROBLEM, "submission": submission})
+    return Grader(request.gradients, request.tolerance).grade(request.submission)

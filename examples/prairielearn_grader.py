@@ -5,7 +5,7 @@ PrairieLearn copies the student's files to /grade/student, the question's data t
 /grade/data/data.json, and reads /grade/results/results.json.  This grader gives the
 question's variant its own exercise (seeded by ``params.seed``), runs the student's
 ``backprop`` on it, and grades every array with the service's own code, in this process,
-through its command line (``gradient-service exercise`` and ``check --format prairielearn``).
+through its command line (``check --format prairielearn``; see backprop_question.py).
 A student's code that crashes, or returns arrays that cannot be read, is "not gradable":
 the attempt is recorded and the student told what to fix.
 
@@ -14,52 +14,15 @@ the attempt is recorded and the student told what to fix.
 """
 
 import argparse
-import contextlib
-import importlib.util
-import io
 import json
 import os
-import sys
 import traceback
 
-import numpy as np
+from backprop_question import StudentError, check, exercise, submission
 
-from service.cli import main as gradient_service
-
-#: Points per field (a path beats a name); the loss is not asked for in this question.
-POINTS = {"dW": 2, "db": 1, "dz": 1}
-
-
-def run(*arguments):
-    """``gradient-service <arguments>`` in this process: (exit code, stdout, stderr)."""
-    out, err = io.TextIOWrapper(io.BytesIO()), io.TextIOWrapper(io.BytesIO())
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = gradient_service(list(arguments))
-    out.flush(), err.flush()
-    return code, out.buffer.getvalue().decode(), err.buffer.getvalue().decode()
-
-
-def write_json(path, document):
-    with open(path, "w") as file:
-        json.dump(document, file, indent=2)
-
-
-def load_student(path):
-    spec = importlib.util.spec_from_file_location("student", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def not_gradable(message, output):
-    return {
-        "gradable": False,
-        "score": 0.0,
-        "message": message,
-        "output": output,
-        "format_errors": {"solution.py": message},
-        "tests": [],
-    }
+#: Points per field (a path beats a name), and half credit for an error that only comes
+#: from a mistake in a later layer.
+OPTIONS = {"points": {"dW": 2, "db": 1, "dz": 1}, "partial_credit": "propagated"}
 
 
 def main():
@@ -71,75 +34,26 @@ def main():
     args = parser.parse_args()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
 
-    # 1. The variant's exercise: a 2-3-1 sigmoid network, half squared error, summed.
     params = {}
     if os.path.exists(args.data):
         with open(args.data) as file:
             params = json.load(file).get("params", {})
-    code, answer, refused = run(
-        "exercise",
-        "--seed",
-        str(params.get("seed", 0)),
-        "--layers",
-        "2,3,1",
-        "--activations",
-        "sigmoid,sigmoid",
-        "--loss",
-        "half_mse",
-        "--reduction",
-        "sum",
-        "--bias-shape",
-        "row",
-        "--decimals",
-        "2",
-    )
-    if code != 0:
-        sys.exit(f"the exercise could not be made: {refused}")  # the question's fault
-    problem = json.loads(answer)["problem"]
-
-    # 2. The student's code on it.
-    arrays = {
-        "X": np.array(problem["inputs"]),
-        "y": np.array(problem["targets"]),
-        "theta1": np.array(problem["layers"][0]["weights"]),
-        "b1": np.array(problem["layers"][0]["biases"]),
-        "theta2": np.array(problem["layers"][1]["weights"]),
-        "b2": np.array(problem["layers"][1]["biases"]),
-    }
+    problem = exercise(params.get("seed", 0))
     try:
-        grads = load_student(args.student).backprop(**arrays)
-        missing = sorted({"dW1", "db1", "dz2", "dW2", "db2"} - set(grads))
-        if missing:
-            raise KeyError(f"backprop's result has no {', '.join(missing)}")
-    except Exception as error:  # the student's code: any failure is theirs to fix
-        message = f"Your backprop raised {type(error).__name__}: {error}"
-        write_json(args.out, not_gradable(message, traceback.format_exc(limit=-3)))
+        submitted = submission(problem, args.student)
+    except StudentError as error:
+        results = {
+            "gradable": False,
+            "score": 0.0,
+            "message": str(error),
+            "output": traceback.format_exc(limit=-3),
+            "format_errors": {"solution.py": str(error)},
+            "tests": [],
+        }
+        with open(args.out, "w") as file:
+            json.dump(results, file, indent=2)
         return
-
-    # 3. Grade every array, in PrairieLearn's format: an array the service cannot read
-    #    (ragged, not numbers) is a grade of 0 that says why, not an error.
-    def as_json(name):
-        value = grads[name]
-        return value.tolist() if isinstance(value, np.ndarray) else value
-
-    submission = {
-        "layers": [
-            {"dW": as_json("dW1"), "db": as_json("db1")},
-            {"dz": as_json("dz2"), "dW": as_json("dW2"), "db": as_json("db2")},
-        ]
-    }
-    problem_file = os.path.join(args.work, "problem.json")
-    submission_file = os.path.join(args.work, "submission.json")
-    write_json(problem_file, {**problem, "points": POINTS, "partial_credit": "propagated"})
-    try:
-        with open(submission_file, "w") as file:
-            json.dump(submission, file, allow_nan=False)
-    except (TypeError, ValueError) as error:  # NaN, infinity, or objects JSON cannot hold
-        write_json(args.out, not_gradable(f"Your arrays cannot be graded: {error}", ""))
-        return
-    code, results, refused = run("check", problem_file, submission_file, "--format", "prairielearn")
-    if code != 0:
-        sys.exit(f"the grader could not grade: {refused}")  # the question's fault, not theirs
+    results = check(problem, submitted, "prairielearn", args.work, **OPTIONS)
     with open(args.out, "w") as file:
         file.write(results)
     print(json.loads(results)["message"])

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from xml.etree import ElementTree
 
 from tests.conftest import ROOT
 
@@ -134,3 +135,58 @@ def test_prairielearn_grader_records_a_crashing_backprop_as_not_gradable(tmp_pat
     results = run_prairielearn(tmp_path, source)
     assert (results["gradable"], results["score"]) == (False, 0)
     assert results["message"].startswith("Your backprop raised ValueError")
+
+
+# -- JUnit (CodeGrade's Unit Test step, CI): the same question, a test case per array ---------
+
+JUNIT = ROOT / "examples" / "junit_grader.py"
+
+
+def run_junit(tmp_path, source: str) -> ElementTree.Element:
+    (tmp_path / "sitecustomize.py").write_text(NO_NETWORK)
+    (tmp_path / "solution.py").write_text(source)
+    out = tmp_path / "junit.xml"
+    subprocess.run(
+        [sys.executable, str(JUNIT), "--student", "solution.py", "--seed", "5"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+            "CG_JUNIT_XML_LOCATION": str(out),
+            "TMPDIR": str(tmp_path),
+        },
+    )
+    return ElementTree.fromstring(out.read_text())
+
+
+def test_junit_grader_fails_each_array_with_the_diagnosis(tmp_path):
+    suite = run_junit(tmp_path, STUDENT.read_text())
+    cases = suite.findall("testcase")
+    assert [case.get("name") for case in cases] == [
+        "layers.0.dW",
+        "layers.0.db",
+        "layers.1.dz",
+        "layers.1.dW",
+        "layers.1.db",
+    ]
+    assert {case.find("failure").get("type") for case in cases} == {"derivative_of_error"}
+    assert (suite.get("tests"), suite.get("failures")) == ("5", "5")
+
+
+def test_junit_grader_passes_the_corrected_student(tmp_path):
+    source = STUDENT.read_text().replace("dz2 = dh2 * (1 - dh2)", "dz2 = dh2 * h2 * (1 - h2)")
+    suite = run_junit(tmp_path, source)
+    assert (suite.get("tests"), suite.get("failures")) == ("5", "0")
+    assert suite.find("testcase/failure") is None
+
+
+def test_junit_grader_fails_a_crashing_or_unreadable_submission_with_one_case(tmp_path):
+    crashing = STUDENT.read_text().replace("dW2 = h1.T.dot(dz2)", "dW2 = h1.dot(dz2)")
+    failure = run_junit(tmp_path, crashing).find("testcase/failure")
+    assert failure.get("message").startswith("Your backprop raised ValueError")
+    ragged = STUDENT.read_text().replace('return {"dW1": dW1,', 'return {"dW1": [[1.0], []],')
+    failure = run_junit(tmp_path, ragged).find("testcase/failure")
+    assert failure.get("type") == "format_error" and "submission.layers.0.dW" in failure.text

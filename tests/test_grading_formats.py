@@ -8,6 +8,7 @@ student's arrays are computed here by hand, in NumPy, the way a student writes t
 from __future__ import annotations
 
 import json
+import subprocess
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -18,7 +19,7 @@ from service.cli import main as cli_main
 from service.core.grading_options import GradingOptions, UngradableSubmission
 from service.grading import Grader
 from service.grading_formats import WITHHELD, junit_testsuites
-from tests.conftest import ROOT
+from tests.conftest import BIN, ROOT
 
 PROBLEM = json.loads((ROOT / "examples" / "problem.json").read_text())
 
@@ -474,3 +475,20 @@ def _report_of(submission: dict):
     """The grader's report for PROBLEM, straight from the schema and the grader."""
     request = CheckRequestSchema().load({**PROBLEM, "submission": submission})
     return Grader(request.gradients, request.tolerance).grade(request.submission)
+
+
+@pytest.mark.parametrize("format", ["gradescope", "prairielearn", "junit"])
+def test_the_cli_in_process_and_through_a_server_print_the_same_bytes(
+    live_server, tmp_path, format
+):
+    problem = str(ROOT / "examples" / "problem.json")
+    for name, submitted in [("bug", student(seed_bug=True)), ("broken", BROKEN["ragged-array"][0])]:
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(submitted))
+        arguments = [str(BIN / "gradient-service"), "check", problem, str(path), "--format", format]
+        local, remote = (
+            subprocess.run(command, capture_output=True, timeout=60, cwd=ROOT)
+            for command in (arguments, [*arguments, "--url", live_server])
+        )
+        assert local.returncode == remote.returncode == 0, local.stderr + remote.stderr
+        assert local.stdout == remote.stdout and local.stdout.strip()

@@ -102,9 +102,10 @@ class PerField(fields.Dict):
                 f"got {len(value):,} entries; at most {MAX_WEIGHTS:,} are accepted."
             )
         result = super()._deserialize(value, attr, data, **kwargs)
-        errors = {key: [_key_defect(key)] for key in result if _key_defect(key)}
+        defects = ((key, _key_defect(key)) for key in result)
+        errors = {key: [defect] for key, defect in defects if defect}
         if errors:
-            raise ValidationError(dict(list(errors.items())[:50]))
+            raise ValidationError(errors)  # bounded by the problem document's own cap
         return result
 
 

@@ -492,3 +492,13 @@ def test_the_cli_in_process_and_through_a_server_print_the_same_bytes(
         )
         assert local.returncode == remote.returncode == 0, local.stderr + remote.stderr
         assert local.stdout == remote.stdout and local.stdout.strip()
+
+
+def test_thousands_of_unknown_points_keys_are_a_bounded_422(client):
+    points = {f"grad_{i}": 1 for i in range(4000)}
+    response = post(client, student(), format="gradescope", points=points)
+    body = response.get_json()
+    assert response.status_code == 422
+    assert len(body["errors"]) == 50 and body["errors_omitted"] == 3950
+    too_many = post(client, student(), points={f"layers.0.dW{i}": 1 for i in range(4097)})
+    assert "at most 4,096 are accepted" in too_many.get_json()["errors"]["points"][0]

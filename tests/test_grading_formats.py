@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 from schemas import CheckRequestSchema
+from schemas.check import SubmittedLayerSchema
+from schemas.grading_options import GRADED_NAMES
 from service.cli import main as cli_main
 from service.core.grading_options import GradingOptions, UngradableSubmission
 from service.grading import Grader
@@ -502,3 +504,7 @@ def test_thousands_of_unknown_points_keys_are_a_bounded_422(client):
     assert len(body["errors"]) == 50 and body["errors_omitted"] == 3950
     too_many = post(client, student(), points={f"layers.0.dW{i}": 1 for i in range(4097)})
     assert "at most 4,096 are accepted" in too_many.get_json()["errors"]["points"][0]
+
+
+def test_points_and_visibility_name_every_field_a_submission_may_hold():
+    assert ("loss", *SubmittedLayerSchema._declared_fields) == GRADED_NAMES

@@ -216,20 +216,20 @@ class _Gradescope:
         document = {
             "score": 0,
             "execution_time": _seconds(time),
-            "output": f"**Your submission could not be graded** (score 0):\n\n{listing}",
+            "output": f"**{_markdown(broken.summary)}** (score 0)\n\n{listing}",
             "output_format": "md",
             "visibility": "visible",
             "stdout_visibility": "hidden",
             "extra_data": {"gradable": False, "format_errors": dict(broken.errors)},
             "tests": [
                 {
-                    "name": "submission format",
+                    "name": broken.test_name,
                     "score": 0,
                     "max_score": 0,
                     "status": "failed",
                     "output": listing,
                     "output_format": "md",
-                    "tags": ["format_error"],
+                    "tags": [broken.tag],
                     "visibility": "visible",
                 }
             ],
@@ -325,7 +325,7 @@ class _PrairieLearn:
         document = {
             "gradable": False,
             "score": 0.0,
-            "message": "Your submission could not be graded: fix its format and submit again.",
+            "message": broken.summary,
             "output": "\n".join(lines),
             "format_errors": errors,
             "tests": [],
@@ -419,15 +419,15 @@ def _graded_suite(report: Report, scores: Scores, options: GradingOptions, time:
 
 def _ungradable_suite(broken: UngradableSubmission, time: float) -> ET.Element:
     suite = _suite(1, 1, time)
-    case = ET.SubElement(suite, "testcase", name="submission format", classname=SUITE)
+    case = ET.SubElement(suite, "testcase", name=_xml_text(broken.test_name), classname=SUITE)
     lines = [f"{path}: {' '.join(messages)}" for path, messages in broken.errors.items()]
     if broken.omitted:
         lines.append(f"and {broken.omitted:,} more")
     failure = ET.SubElement(
         case,
         "failure",
-        message=_xml_text(f"the submission could not be graded: {lines[0]}"),
-        type="format_error",
+        message=_xml_text(f"{broken.summary} {lines[0]}"),
+        type=broken.tag,
     )
     failure.text = _xml_text("\n".join(lines))
     return suite

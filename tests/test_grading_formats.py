@@ -20,7 +20,7 @@ from schemas.grading_options import GRADED_NAMES
 from service.cli import main as cli_main
 from service.core.grading_options import GradingOptions, UngradableSubmission
 from service.grading import Grader
-from service.grading_formats import WITHHELD, junit_testsuites
+from service.grading_formats import WITHHELD, junit_testsuites, render
 from tests.conftest import BIN, ROOT
 
 PROBLEM = json.loads((ROOT / "examples" / "problem.json").read_text())
@@ -508,3 +508,27 @@ def test_thousands_of_unknown_points_keys_are_a_bounded_422(client):
 
 def test_points_and_visibility_name_every_field_a_submission_may_hold():
     assert ("loss", *SubmittedLayerSchema._declared_fields) == GRADED_NAMES
+
+
+def test_an_ungradable_attempt_says_its_own_cause_in_every_format():
+    """What /v1/check/batch and the quota render for an attempt that earns 0 ungraded."""
+    over = UngradableSubmission(
+        {"student": ["10 checks per hour; the next is allowed at 09:00 UTC."]},
+        summary="Over your quota of checks: try again at 09:00 UTC.",
+        test_name="quota",
+        tag="over_quota",
+    )
+    gradescope, _ = render(over, GradingOptions(format="gradescope"))
+    assert gradescope["score"] == 0 and gradescope["output"].startswith("**Over your quota")
+    assert (gradescope["tests"][0]["name"], gradescope["tests"][0]["tags"]) == (
+        "quota",
+        ["over_quota"],
+    )
+    prairielearn, _ = render(over, GradingOptions(format="prairielearn"))
+    assert (prairielearn["gradable"], prairielearn["score"]) == (False, 0)
+    assert prairielearn["message"] == "Over your quota of checks: try again at 09:00 UTC."
+    assert "09:00 UTC" in prairielearn["format_errors"]["student"]
+    junit, mimetype = render(over, GradingOptions(format="junit"))
+    failure = ET.fromstring(junit).find("testcase[@name='quota']/failure")
+    assert mimetype == "application/xml" and failure.get("type") == "over_quota"
+    assert failure.get("message").startswith("Over your quota")

@@ -55,7 +55,7 @@ def _lookup(table: Mapping, path: str, default):
 
 @dataclass(frozen=True)
 class UngradableSubmission:
-    """A submission that could not be graded: what is wrong with it, per path.
+    """A submission that could not be graded: what is wrong with it, per path; a grade of 0.
 
     ``errors`` maps each path (``submission.layers.0.dW``) to its messages, bounded
     like a problem document's (service.http.errors.flatten_messages).
@@ -64,3 +64,8 @@ class UngradableSubmission:
     errors: Mapping[str, list[str]]
     #: how many further paths were wrong but left out
     omitted: int = 0
+    #: what the student reads first; another cause (an exhausted quota) says its own
+    summary: str = "Your submission could not be graded: fix its format and submit again."
+    #: the failed test's name (Gradescope, JUnit) and its tag or failure type
+    test_name: str = "submission format"
+    tag: str = "format_error"

@@ -8,6 +8,7 @@ student's arrays are computed here by hand, in NumPy, the way a student writes t
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import xml.etree.ElementTree as ET
 
@@ -431,7 +432,17 @@ def test_after_due_date_is_left_to_gradescope_and_withheld_where_a_format_cannot
 # -- the command line --------------------------------------------------------------------------
 
 
-def test_the_cli_prints_each_format_in_process(tmp_path, capsysbinary):
+@pytest.fixture
+def access_log_kept():
+    """The CLI's in-process run silences the access log (stdout carries only the answer):
+    give it back to the tests that read it."""
+    access = logging.getLogger("gradient.access")
+    disabled = access.disabled
+    yield
+    access.disabled = disabled
+
+
+def test_the_cli_prints_each_format_in_process(tmp_path, capsysbinary, access_log_kept):
     for format, check in [
         ("gradescope", lambda text: set(json.loads(text)) == GRADESCOPE_KEYS),
         ("prairielearn", lambda text: json.loads(text)["score"] == 1),
@@ -446,7 +457,9 @@ def test_the_cli_prints_each_format_in_process(tmp_path, capsysbinary):
         assert code == 0 and check(text), text
 
 
-def test_the_cli_grades_a_broken_submission_as_0_and_exits_0_with_a_format(tmp_path, capsysbinary):
+def test_the_cli_grades_a_broken_submission_as_0_and_exits_0_with_a_format(
+    tmp_path, capsysbinary, access_log_kept
+):
     submitted = tmp_path / "submission.json"
     submitted.write_text(json.dumps({"layers": [{"dW": [[1.0], [2.0, 3.0]]}, None]}))
     problem = str(ROOT / "examples" / "problem.json")

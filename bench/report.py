@@ -24,6 +24,11 @@ class Report:
                 self.misses.append(name)
         self._print(f"  {name:<52} {value:9.3f}   {verdict}")
 
+    def unmeasured(self, name: str, why: str) -> None:
+        """A target that could not be measured: one line saying why, and counted as missed."""
+        self.misses.append(name)
+        self._print(f"  {name:<52} NOT MEASURED: {why}")
+
     def section(self, title: str) -> None:
         self._print(f"\n{title}")
 

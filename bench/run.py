@@ -12,7 +12,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from service.operations.allocator import keep_freed_memory
 
-from . import core, http, memory, requests, slowclients
+from . import core, http, layers, memory, requests, slowclients
 from .report import Report
 
 # The allocator settings every gunicorn worker runs with, so that what this process
@@ -25,6 +25,7 @@ def main() -> int:
     report = Report()
     sections = [
         ("Core (single-threaded), targets 1 and 2", core.run),
+        (layers.SECTION, layers.run),
         ("Request handling in process, target 3", requests.run),
         ("HTTP under gunicorn's default configuration, targets 4 and 5", http.run),
         ("Memory, target 6", memory.run),

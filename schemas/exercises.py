@@ -8,15 +8,13 @@ from marshmallow import ValidationError, fields, post_load, validate, validates_
 
 from service.core import ALIASES, LOSSES, REDUCTIONS, Problem
 from service.core.exercises import ExerciseSpec
+from service.core.network import DZ_SCALES
 
+from .answers import GradientsResponseSchema
 from .base import StrictSchema
 from .conventions import CONVENTIONS, Convention
 from .fields import MAX_LAYERS, BoundedList, Choice, Whole, one_of
-from .gradients import (
-    GradientsRequest,
-    GradientsRequestSchema,
-    GradientsResponseSchema,
-)
+from .gradients import DZ_SCALE_TEXT, GradientsRequest, GradientsRequestSchema
 from .layers import ACTIVATION_NAMES, WEIGHTS
 
 BIAS_FORMS = {"flat": lambda n: (n,), "row": lambda n: (1, n)}
@@ -44,7 +42,7 @@ class ExerciseRequest:
     def problem_document(self, request: GradientsRequest) -> dict:
         """The problem as a /v1/gradients request body, in the client's shapes."""
         c, problem = self.convention, request.problem
-        return {
+        document = {
             "inputs": c.data(problem.inputs),
             "targets": c.data(problem.targets),
             "layers": [
@@ -59,6 +57,9 @@ class ExerciseRequest:
             "reduction": problem.reduction,
             "convention": c.name,
         }
+        if problem.dz_scale != "reduced":  # absent: the default, as every exercise before it
+            document["dz_scale"] = problem.dz_scale
+        return document
 
 
 class ExerciseRequestSchema(StrictSchema):
@@ -91,6 +92,9 @@ class ExerciseRequestSchema(StrictSchema):
         "bias shape",
         load_default="row",
         metadata={"description": "ignored in columns: always (n, 1)"},
+    )
+    dz_scale = one_of(
+        DZ_SCALES, "dz_scale", load_default="reduced", metadata={"description": DZ_SCALE_TEXT}
     )
     decimals = Whole(
         load_default=None,
@@ -133,6 +137,7 @@ class ExerciseRequestSchema(StrictSchema):
                 reduction=data["reduction"],
                 batch_size=data["batch_size"],
                 decimals=data["decimals"],
+                dz_scale=data["dz_scale"],
             ),
             convention=CONVENTIONS[data["convention"]],
             bias_shape=data["bias_shape"],

@@ -24,7 +24,7 @@ from service.core import (
 )
 from service.core.gradient_check import GradientCheck
 from service.core.layers import KINDS
-from service.core.network import L2_STYLES
+from service.core.network import DZ_SCALES, L2_STYLES
 
 from .base import StrictSchema
 from .conventions import CONVENTIONS, Convention
@@ -42,6 +42,12 @@ from .layers import DATA, LAYER_TYPES, WEIGHTS, LayerField, Layout
 from .shape_rules import labels_sent, shape_errors
 
 INCLUDABLE = ("z", "a", "dz", "dx")
+DZ_SCALE_TEXT = (
+    "where the 'mean' reduction's 1/N goes. reduced (PyTorch, CS231n): inside dL/da, so every "
+    "dz and dx holds it and dW = a_prev.T @ dz. per_sample (Andrew Ng's course: dZ2 = A2 - Y, "
+    "dW = 1/m * dZ @ A_prev.T, db = 1/m * np.sum(dZ)): dz and dx without it, dW and db with it. "
+    "The same with 'sum' or upstream, where there is no 1/N."
+)
 ENCODINGS = ("json", "base64")
 
 
@@ -177,6 +183,13 @@ class NetworkProblemSchema(StrictSchema):
         },
     )
 
+    dz_scale = one_of(
+        DZ_SCALES,
+        "dz_scale",
+        load_default="reduced",
+        metadata={"description": DZ_SCALE_TEXT},
+    )
+
     @validates_schema(skip_on_field_errors=True)
     def _check_shapes(self, data, **kwargs):
         errors = shape_errors(data)
@@ -257,6 +270,7 @@ def gradients_request(
             l2=data["l2"],
             l2_style=data["l2_style"],
             upstream=_canonical(c, data["upstream"]),
+            dz_scale=data.get("dz_scale", "reduced"),
         ),
         convention=c,
         layouts=tuple(LAYER_TYPES[layer["type"]].layouts(layer) for layer in data["layers"]),
@@ -269,66 +283,3 @@ def gradients_request(
 
 def _canonical(c: Convention, array: np.ndarray | None) -> np.ndarray | None:
     return None if array is None else c.data(array)
-
-
-class LayerGradientsSchema(StrictSchema):
-    z = Array(ndims=(2,), metadata={"description": "the layer's output before its activation"})
-    a = Array(ndims=(2,), metadata={"description": "activation (included by default)"})
-    dz = Array(ndims=(2,), metadata={"description": "dL/dz, when included"})
-    dx = Array(
-        ndims=(2,),
-        metadata={"description": "dL/d(the layer's input), in the inputs' layout, when included"},
-    )
-    dW = Array(ndims=(2,), metadata={"description": "dense: in the client's weights layout"})
-    db = Array(
-        ndims=(1, 2),
-        metadata={"description": "dense: in the client's bias shape; absent without a bias"},
-    )
-    dgamma = Array(ndims=(1, 2), metadata={"description": "norms: in the shape gamma was sent"})
-    dbeta = Array(ndims=(1, 2), metadata={"description": "norms: in the shape beta was sent"})
-    running_mean = Array(
-        ndims=(1, 2),
-        metadata={"description": "batchnorm in train mode, when sent: updated, in the shape sent"},
-    )
-    running_var = Array(
-        ndims=(1, 2),
-        metadata={"description": "batchnorm in train mode, when sent: updated, in the shape sent"},
-    )
-    mask = Array(
-        ndims=(2,),
-        metadata={"description": "dropout with a seed: the mask drawn, in the inputs' layout"},
-    )
-
-
-class UpdatedLayerSchema(StrictSchema):
-    """A layer's parameters after one step of gradient descent, in the shapes sent."""
-
-    weights = Array(ndims=(2,), metadata={"description": "dense"})
-    biases = Array(ndims=(1, 2), metadata={"description": "dense; absent without a bias"})
-    gamma = Array(ndims=(1, 2), metadata={"description": "norms"})
-    beta = Array(ndims=(1, 2), metadata={"description": "norms"})
-
-
-class LayerCheckSchema(StrictSchema):
-    """The largest relative error over each of the layer's gradients."""
-
-    dW = Number(metadata={"description": "dense"})
-    db = Number(allow_none=True, metadata={"description": "dense; null without a bias"})
-    dgamma = Number(metadata={"description": "norms"})
-    dbeta = Number(metadata={"description": "norms"})
-    dx = Number(metadata={"description": 'when "dx" is included'})
-
-
-class GradientCheckSchema(StrictSchema):
-    epsilon = Number(required=True, metadata={"description": "the central difference's step"})
-    max_relative_error = Number(required=True)
-    layers = fields.List(fields.Nested(LayerCheckSchema), required=True)
-
-
-class GradientsResponseSchema(StrictSchema):
-    loss = Number(
-        required=True, allow_none=True, metadata={"description": "null when upstream was sent"}
-    )
-    layers = fields.List(fields.Nested(LayerGradientsSchema), required=True)
-    updated_layers = fields.List(fields.Nested(UpdatedLayerSchema))
-    gradient_check = fields.Nested(GradientCheckSchema)

@@ -16,8 +16,10 @@ import numpy as np
 
 from service.core import Gradients, compute_gradients
 from service.core.budget import NO_DEADLINE, Deadline
+from service.core.formulas import fix
+from service.core.messages import Messages
 from service.core.mistakes import Variant, variants
-from service.core.network import forward
+from service.core.network import forward, l2_gradient_factor, loss_scale
 from service.core.shapes import shape_text
 from service.core.submission import Submission, Tolerance
 
@@ -89,6 +91,7 @@ class Grader:
         self.reference: Gradients = compute_gradients(
             request.problem, self._forward, deadline, keep_dx=self.keep_dx
         )
+        self.say = Messages(request.problem, self.c)
         self._variants: list[Variant] = []
         self._variant_source: Iterator[Variant] | None = None
 
@@ -133,14 +136,16 @@ class Grader:
         for variant in self.mistaken_passes():
             wrong = variant.result.loss
             if not self.tolerance.close(wrong, expected) and self.tolerance.close(submitted, wrong):
-                return self._diagnosed(result, variant.code, self._scale_message("loss", variant))
-        return self._diagnosed(
-            result,
-            "wrong_values",
-            f"loss is {submitted:.10g}, expected {expected:.10g}; no common mistake explains the "
-            f"difference. Check the {self.request.problem.loss} formula and the "
-            f"{self.request.problem.reduction!r} reduction.",
-        )
+                if variant.code in SCALE_CODES:
+                    message = self.say.scale("loss", variant)
+                else:
+                    message = self.say.variant("loss", -1, variant, "loss")
+                return self._diagnosed(result, variant.code, message)
+        k = submitted / expected if expected else None
+        if k is not None and _recognisable(k) and self.tolerance.close(submitted, k * expected):
+            message = self.say.scaled("loss", k, None, "loss", ())
+            return self._diagnosed(result, "scaled_by_constant", message)
+        return self._diagnosed(result, "wrong_values", self.say.wrong_loss(submitted, expected))
 
     def grade_field(self, layer: int, name: str, submitted: np.ndarray) -> FieldResult:
         path = f"layers.{layer}.{name}"
@@ -163,14 +168,103 @@ class Grader:
             if not self.tolerance.close(wrong, expected) and self.tolerance.close(aligned, wrong):
                 result.mistake_layers = variant.layers
                 return self._diagnosed(
-                    result, variant.code, self._variant_message(path, layer, variant)
+                    result, variant.code, self._variant_message(path, layer, name, variant)
                 )
+        if name == "dW":
+            which = self._wrong_input(layer, aligned, expected)
+            if which is not None:
+                message = self.say.wrong_input(path, layer, which)
+                return self._diagnosed(result, "wrong_layer_input", message)
+        if name == "db" and self._summed_over_units(layer, aligned, expected):
+            message = self.say.wrong_axis(path, expected.shape)
+            return self._diagnosed(result, "summed_over_wrong_axis", message)
         square = aligned.ndim == 2 and aligned.shape == aligned.T.shape
         if square and self.tolerance.close(aligned.T, expected):
-            return self._diagnosed(result, "transposed", self._transposed_message(path, name))
-        return self._diagnosed(
-            result, "wrong_values", self._wrong_values_message(path, layer, name)
-        )
+            message = self.say.transposed(path, layer, name, expected.shape)
+            return self._diagnosed(result, "transposed", message)
+        k = self._scale_of(layer, name, aligned, expected)
+        if k is not None:
+            message = self.say.scaled(path, k, layer, name, expected.shape)
+            return self._diagnosed(result, "scaled_by_constant", message)
+        message = self.say.wrong_values(path, layer, name, expected.shape)
+        return self._diagnosed(result, "wrong_values", message)
+
+    # -- mistakes found from the reference pass alone ---------------------------------
+
+    def _param_scale(self) -> float:
+        """The factor on dW and db beyond dz: the 1/N with dz_scale "per_sample"."""
+        problem = self.request.problem
+        return loss_scale(problem) if problem.dz_scale == "per_sample" else 1.0
+
+    def _l2_term(self, layer: int) -> np.ndarray | None:
+        """l2's share of dW, in the client's layout (None without l2)."""
+        problem = self.request.problem
+        if not problem.l2 or problem.layers[layer].kind != "dense":
+            return None
+        term = l2_gradient_factor(problem) * problem.layers[layer].weights
+        return self.request.to_client(term, self.request.layouts[layer]["dW"])
+
+    def _wrong_input(self, layer: int, aligned, expected) -> str | None:
+        """wrong_layer_input: dW = x.T @ dz with x another layer's activations (or the
+        inputs) than this layer's own input; recomputed for each x of the right width."""
+        problem = self.request.problem
+        if problem.layers[layer].kind != "dense":
+            return None
+        dz = self.reference.layers[layer].dz
+        n_in = problem.layers[layer].weights.shape[0]
+        candidates = [("the inputs", problem.inputs)] if layer > 0 else []
+        candidates += [
+            (f"layer {j}'s activation", out)
+            for j, out in enumerate(self._forward.outs)
+            if j != layer - 1
+        ]
+        l2 = self._l2_term(layer)
+        for which, x in candidates:
+            if x.shape[1] != n_in:
+                continue
+            wrong = self.request.to_client(
+                self._param_scale() * (x.T @ dz), self.request.layouts[layer]["dW"]
+            )
+            if l2 is not None:
+                wrong = wrong + l2
+            if not self.tolerance.close(wrong, expected) and self.tolerance.close(aligned, wrong):
+                return which
+        return None
+
+    def _summed_over_units(self, layer: int, submitted, expected) -> bool:
+        """summed_over_wrong_axis: db = np.sum(dz, axis=<the units>), one value a sample."""
+        batch = self.request.problem.inputs.shape[0]
+        if submitted.size != batch or submitted.ndim > 2 or max(submitted.shape) != batch:
+            return False
+        dz = self.value(self.reference, layer, "dz")
+        wrong = self._param_scale() * dz.sum(axis=0 if self.c.samples_are_columns else 1)
+        if submitted.shape == expected.shape and self.tolerance.close(
+            wrong.reshape(expected.shape), expected
+        ):
+            return False
+        return self.tolerance.close(submitted.reshape(-1), wrong)
+
+    def _scale_of(self, layer: int, name: str, aligned, expected) -> float | None:
+        """scaled_by_constant: the k for which the submission is k times the right values
+        (l2's share of dW left out: a constant on the output's gradient does not scale it),
+        or None.  Only a k a student plausibly multiplied by counts (a whole number or its
+        inverse: a lost 2, a 1/N twice); 1.1 times the right values stays unexplained, and a
+        field of one number, some multiple of anything, is not over-explained."""
+        if name not in ("dz", "dx", "dW", "db", "dgamma", "dbeta"):
+            return None
+        l2 = self._l2_term(layer) if name == "dW" else None
+        got, want = (aligned, expected) if l2 is None else (aligned - l2, expected - l2)
+        want = np.asarray(want, dtype=np.float64).ravel()
+        got = np.asarray(got, dtype=np.float64).ravel()
+        norm = float(want @ want)
+        if norm == 0.0 or not np.isfinite(norm):
+            return None
+        k = float(got @ want) / norm
+        if not np.isfinite(k) or k == 0.0 or np.isclose(k, 1.0, rtol=self.tolerance.rtol):
+            return None
+        if not _recognisable(k):
+            return None
+        return k if self.tolerance.close(got, k * want) else None
 
     # -- shapes ---------------------------------------------------------------
 
@@ -205,36 +299,26 @@ class Grader:
         batch = self.request.problem.inputs.shape[0]
         n = expected.size
         per_sample = self.c.data_shape(batch, n)
-        axis = 1 if self.c.samples_are_columns else 0
-        sample_axis = "column" if self.c.samples_are_columns else "row"
         if name == "db" and submitted.shape == per_sample and batch > 1:
-            return self._diagnosed(
-                result,
-                "not_reduced_over_batch",
-                f"{path} has one {sample_axis} per sample (shape {got}): dL/dz was not summed "
-                f"over the batch axis. The bias is added to every sample, so its gradient is the "
-                f"sum of every sample's dz: db = np.sum(dz, axis={axis}, keepdims=True), shape "
-                f"{want}.",
-            )
+            message = self.say.not_reduced(path, submitted.shape, expected.shape)
+            return self._diagnosed(result, "not_reduced_over_batch", message)
+        if name == "db" and self._summed_over_units(layer, submitted, expected):
+            message = self.say.wrong_axis(path, expected.shape)
+            return self._diagnosed(result, "summed_over_wrong_axis", message)
         if name == "db" and not self.c.samples_are_columns and submitted.shape == (n, 1) and n > 1:
-            return self._diagnosed(
-                result,
-                "column_vector_shape",
-                f"{path} is a ({n}, 1) column, but in the {self.c.name!r} convention biases are "
-                f"rows: a column bias broadcasts along the batch axis instead of the unit axis. "
-                f"Use db = np.sum(dz, axis=0, keepdims=True), shape (1, {n}).",
-            )
+            message = self.say.column_bias(path, n, expected.shape)
+            return self._diagnosed(result, "column_vector_shape", message)
         if submitted.ndim == 2 and submitted.shape == expected.shape[::-1]:
-            return self._diagnosed(result, "transposed", self._transposed_message(path, name))
+            message = self.say.transposed(path, layer, name, expected.shape)
+            return self._diagnosed(result, "transposed", message)
         message = f"{path} has shape {got}, expected {want}."
         if name == "db" and self.c.samples_are_columns and submitted.shape == (n,):
-            message += (
-                f" Without keepdims=True the sum loses its axis, and b - lr * db would broadcast "
-                f"({n}, 1) against ({n},) into ({n}, {n}). Use db = np.sum(dz, axis=1, "
-                "keepdims=True)."
-            )
-        elif name == "db" and self.strict_shapes:
-            message += " strict_shapes is on: only the exact shape of the problem's biases passes."
+            message += self.say.flat_column_bias(n)
+        else:
+            if name == "db" and self.strict_shapes:
+                message += " strict_shapes is on: only the exact shape of the problem's biases "
+                message += "passes."
+            message += fix(self.say.field_fix(layer, name, expected.shape))
         return self._diagnosed(result, "wrong_shape", message)
 
     # -- results and messages ---------------------------------------------------
@@ -267,144 +351,26 @@ class Grader:
         result.message = message
         return result
 
-    def _scale_message(self, what: str, variant: Variant) -> str:
-        problem = self.request.problem
-        if variant.code == "averaged_instead_of_summed":
-            return (
-                f"{what} is the right value divided by {variant.factor:g}: the problem's "
-                "reduction is 'sum', so the loss adds every sample's term and nothing is "
-                "averaged. Drop the division."
-            )
-        over = "batch * n_out" if problem.loss != "cross_entropy" else "the batch size"
-        return (
-            f"{what} is {variant.factor:g} times the right value: the problem's reduction is "
-            f"'mean', so the loss, and so every gradient, is divided by {over} "
-            f"({variant.factor:g})."
-        )
-
-    def _variant_message(self, path: str, layer: int, variant: Variant) -> str:
-        if variant.code in ("averaged_instead_of_summed", "summed_instead_of_averaged"):
-            return self._scale_message(path, variant)
-        if variant.code == "sign_flipped":
-            return (
-                f"{path} has the right size but the wrong sign: the output error is a - y "
-                "(prediction minus target), not y - a; every gradient inherits its sign."
-            )
-        where = _layers_text(variant.layers)
-        activations = {self._activation(k) for k in variant.layers}
-        act = activations.pop() if len(activations) == 1 else "each activation"
-        explain = {
-            "derivative_of_preactivation": (
-                f"the derivative of {act} was computed from z with the formula meant for a "
-                f"({_formula_in(act, 'z')} instead of {_formula_in(act, 'a')}); the formula needs "
-                f"the activation a = {act}(z): dz = da * {_formula_in(act, 'a')}."
-            ),
-            "derivative_of_error": (
-                f"the derivative formula of {act} was applied to the error instead of the "
-                f"activation, as in dz = {_formula_in(act, 'dh')} with dh = a - y. The error "
-                f"multiplies the derivative: dz = dh * {_formula_in(act, 'a')}."
-            ),
-            "missing_activation_derivative": (
-                f"dz was taken equal to dL/da: the factor f'(z) of {act} is missing. "
-                f"dz = da * f'(z)."
-            ),
-        }[variant.code]
-        if layer in variant.layers:
-            return f"In {where}, {explain}"
-        return (
-            f"This error comes from a mistake in {where}, propagated back to layer {layer}: "
-            f"{explain}"
-        )
-
-    def _transposed_message(self, path: str, name: str) -> str:
-        if name == "dW":
-            formula = {
-                "numpy": "a_prev.T @ dz, shape (n_in, n_out)",
-                "torch": "dz.T @ a_prev, shape (n_out, n_in), like nn.Linear's weight",
-                "columns": "dz @ a_prev.T, shape (n_out, n_in)",
-            }[self.c.name]
-            return (
-                f"{path} is the transpose of the right answer. In the {self.c.name!r} "
-                f"convention dW = {formula}."
-            )
-        batch_shape = shape_text(self.c.data_shape("batch", "n"))
-        return (
-            f"{path} is the transpose of the right answer: in the {self.c.name!r} convention "
-            f"it is {batch_shape}."
-        )
-
-    def _wrong_values_message(self, path: str, layer: int, name: str) -> str:
-        axis = 1 if self.c.samples_are_columns else 0
-        hint = {
-            "z": f"z = {self.c.formula}.",
-            "a": f"a = {self._activation(layer)}(z).",
-            "dz": "dz = da * f'(z), with da from the layer above (or the loss).",
-            "dW": {
-                "numpy": "dW = a_prev.T @ dz.",
-                "torch": "dW = dz.T @ a_prev.",
-                "columns": "dW = dz @ a_prev.T.",
-            }[self.c.name],
-            "db": f"db = np.sum(dz, axis={axis}, keepdims=True).",
-            "dx": {
-                "numpy": "dx = dz @ W.T for a dense layer",
-                "torch": "dx = dz @ W for a dense layer",
-                "columns": "dx = W.T @ dz for a dense layer",
-            }[self.c.name]
-            + "; each layer's dx is the dL/da of the layer below.",
-            "dgamma": f"dgamma = np.sum(dout * x_hat, axis={axis}), x_hat the normalised input.",
-            "dbeta": f"dbeta = np.sum(dout, axis={axis}).",
-        }[name]
-        hint = _norm_hint(self.request.problem.layers[layer], name, axis) or hint
-        return (
-            f"{path} has the right shape but wrong values, and no common mistake explains "
-            f"them. Check layer {layer}'s chain rule: {hint}"
-        )
-
-    def _activation(self, layer: int) -> str:
-        name = self.request.problem.layers[layer].activation
-        return "identity" if name == "linear" else name
+    def _variant_message(self, path: str, layer: int, name: str, variant: Variant) -> str:
+        if variant.code in SCALE_CODES:
+            expected_shape = self.value(self.reference, layer, name).shape
+            return self.say.scale(path, variant, layer, name, expected_shape)
+        return self.say.variant(path, layer, variant, name)
 
 
-def _norm_hint(layer, name: str, axis: int) -> str | None:
-    """z and dx of a norm layer (CS231n's batchnorm and layernorm); None for other kinds."""
-    if layer.kind == "batchnorm":
-        if layer.settings.get("mode") == "eval":
-            return {
-                "z": "z = gamma * (x - running_mean) / sqrt(running_var + eps) + beta.",
-                "dx": "dx = dz * gamma / sqrt(running_var + eps): the running statistics are "
-                "constants in eval mode.",
-            }.get(name)
-        bessel = layer.settings.get("variance") == "unbiased"
-        return {
-            "z": f"z = gamma * x_hat + beta, x_hat = (x - mean) / sqrt(var + eps), mean and var "
-            f"over the batch (axis {axis}){', var divided by N - 1' if bessel else ''}.",
-            "dx": "dx = gamma / std / N * (N * dz - sum(dz) - "
-            f"{'N / (N - 1) * ' if bessel else ''}x_hat * sum(dz * x_hat)), sums over the "
-            f"batch (axis {axis}), as CS231n's batchnorm_backward_alt.",
-        }.get(name)
-    if layer.kind == "layernorm":
-        features = 1 - axis
-        return {
-            "z": "z = gamma * x_hat + beta, x_hat = (x - mean) / sqrt(var + eps), mean and "
-            f"(biased) var over each sample's features (axis {features}).",
-            "dx": "dx = (1 / std) / D * (D * g - sum(g) - x_hat * sum(g * x_hat)), g = dz * "
-            f"gamma, sums over each sample's D features (axis {features}).",
-        }.get(name)
-    return None
+SCALE_CODES = (
+    "averaged_instead_of_summed",
+    "summed_instead_of_averaged",
+    "reduced_over_batch_only",
+)
 
 
-def _formula_in(activation: str, symbol: str) -> str:
-    return {
-        "sigmoid": f"{symbol} * (1 - {symbol})",
-        "tanh": f"1 - {symbol}**2",
-    }.get(activation, f"f'({symbol})")
-
-
-def _layers_text(layers: tuple[int, ...]) -> str:
-    if len(layers) == 1:
-        return f"layer {layers[0]}"
-    names = [str(k) for k in sorted(layers)]
-    return "layers " + ", ".join(names[:-1]) + " and " + names[-1]
+def _recognisable(k: float) -> bool:
+    """A constant a student plausibly multiplied by: a whole number, its inverse, or 0.5."""
+    for value in (abs(k), 1 / abs(k)):
+        if 2 <= round(value) <= 1_000_000 and np.isclose(value, round(value), rtol=1e-9):
+            return True
+    return False
 
 
 def gradescope_results(report: Report) -> dict:

@@ -181,7 +181,7 @@ SIZES = {
     "deep_narrow": 3369,
     "gradients_every_array": 1869,
     "gradients_base64": 303,
-    "check": 3880,
+    "check": 3021,
     "exercises": 7,
     "exercises_wide": 316,
     "neuron": 680_007,
@@ -322,3 +322,27 @@ def rss_peaks(
 
 #: Heap-heavy first, so what the worker keeps of it meets the largest answers and bodies after.
 ORDER = ["deep_narrow", *(name for name in SIZES if name != "deep_narrow")]
+
+
+def assert_every_pass_within_estimate(problem) -> None:
+    """The reference pass and every mistaken pass of the autograder, held at once as the
+    grader holds them, traced by tracemalloc: within the cost model's estimate of them."""
+    from service.core import compute_gradients
+    from service.core.cost import NetworkShape, passes_parts
+    from service.core.mistakes import passes_needed, variants
+    from service.core.network import forward
+
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        with np.errstate(all="ignore"):
+            fwd = forward(problem)
+            held = [compute_gradients(problem, fwd), *(v.result for v in variants(problem, fwd))]
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert len(held) <= passes_needed(problem)
+    estimate = sum(
+        part.bytes for part in passes_parts(NetworkShape.of(problem), passes_needed(problem))
+    )
+    assert peak <= estimate, f"{peak / 2**20:.1f} MiB held, {estimate / 2**20:.1f} MiB estimated"

@@ -104,3 +104,10 @@ def gradient_check_request(batch: int) -> dict:
         "loss": "mse",
         "gradient_check": True,
     }
+
+
+def post(client, request: dict, path: str = "/v1/gradients") -> dict:
+    """A request that must succeed: its answer's JSON."""
+    response = client.post(path, json=request)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()

@@ -78,6 +78,76 @@ def test_gradients_come_back_as_arrays_in_the_callers_shapes(live_server, conven
         assert_close(got["db"], want["db"], "db")
 
 
+def course_layers_request(convention: str) -> dict:
+    """CS231n's affine - batchnorm - relu - dropout - affine - softmax, over class labels."""
+    rng = np.random.default_rng(41)
+    batch, n_in, hidden, classes = 6, 4, 5, 3
+    columns = convention == "columns"
+    data = (lambda array: array.T) if columns else (lambda array: array)
+    weights = (lambda array: array) if convention == "numpy" else (lambda array: array.T)
+    vector = (lambda n: (n, 1)) if columns else (lambda n: (n,))
+    return {
+        "convention": convention,
+        "inputs": data(rng.normal(size=(batch, n_in))),
+        "targets": rng.integers(0, classes, size=batch),
+        "loss": "cross_entropy",
+        "layers": [
+            {"weights": weights(rng.normal(size=(n_in, hidden))), "activation": "identity"},
+            {
+                "type": "batchnorm",
+                "gamma": rng.normal(size=vector(hidden)),
+                "beta": rng.normal(size=vector(hidden)),
+                "activation": "relu",
+            },
+            {
+                "type": "dropout",
+                "keep_prob": 0.8,
+                "mask": data((rng.random((batch, hidden)) < 0.8).astype(float)),
+            },
+            {
+                "weights": weights(rng.normal(size=(hidden, classes))),
+                "biases": rng.normal(size=vector(classes)),
+                "activation": "softmax",
+            },
+        ],
+        "include": ["dx"],
+    }
+
+
+def as_lists(value):
+    if isinstance(value, dict):
+        return {key: as_lists(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [as_lists(item) for item in value]
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_the_client_computes_course_layers_and_class_labels(live_server, convention):
+    request = course_layers_request(convention)
+    answer = GradientClient(live_server).gradients(**request)
+    expected = reference(as_lists(request))
+    assert_close(answer["loss"], expected["loss"], "loss")
+    names = [("dx", "dW"), ("dx", "dgamma", "dbeta"), ("dx",), ("dx", "dW", "db")]
+    for got, want, layer_names in zip(answer["layers"], expected["layers"], names):
+        assert set(layer_names) <= set(got)
+        for name in layer_names:
+            assert isinstance(got[name], np.ndarray)
+            assert_close(got[name], want[name], name)
+
+
+def test_the_command_line_computes_course_layers_in_process_and_remotely(live_server, tmp_path):
+    problem = tmp_path / "course_layers.json"
+    problem.write_text(json.dumps(as_lists(course_layers_request("torch"))))
+    local, remote = (
+        cli("gradients", str(problem)),
+        cli("gradients", str(problem), "--url", live_server),
+    )
+    assert local.returncode == remote.returncode == 0, local.stderr + remote.stderr
+    assert local.stdout == remote.stdout
+    assert set(json.loads(local.stdout)["layers"][1]) == {"dx", "dgamma", "dbeta"}
+
+
 def test_large_arrays_travel_as_base64_both_ways(live_server):
     session, bodies = recording_session()
     client = GradientClient(live_server, session=session, binary_threshold=10)

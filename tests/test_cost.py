@@ -93,7 +93,7 @@ def test_the_grader_is_priced_with_every_mistaken_pass_it_may_hold(client):
     submission = {"layers": [None, None, {"db": [0.0, 0.0]}]}
     problem, _, _ = refusal(client, "/v1/check", body | {"submission": submission})
     message = problem["errors"]["_request"][0]
-    assert "kept for each of 20 backward passes" in message
+    assert "kept for each of 42 backward passes" in message  # issue 13: 1/N placements
     assert "GRADIENT_MAX_REQUEST_BYTES" in message
 
 

@@ -20,16 +20,10 @@ from flask.testing import FlaskClient
 from service import create_app
 from service.core.layers import dropout as dropout_kind
 from tests.memory_cases import Case, traced
-from tests.problems import CONVENTIONS
-from tests.torch_reference import assert_close, reference
+from tests.problems import CONVENTIONS, post
+from tests.torch_reference import assert_close, assert_matches_torch
 
 ALL = ["z", "a", "dz", "dx"]
-
-
-def post(client, request: dict, path: str = "/v1/gradients") -> dict:
-    response = client.post(path, json=request)
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
 
 
 def errors_of(client, request: dict, path: str = "/v1/gradients") -> dict:
@@ -78,18 +72,6 @@ def network(case: int, convention: str, keep_prob: float = 0.7, **dropout) -> tu
         "include": ALL,
     }
     return request, {"mask": mask}
-
-
-def assert_matches_torch(answer: dict, request: dict) -> None:
-    expected = reference(request)
-    if expected["loss"] is None:
-        assert answer["loss"] is None
-    else:
-        assert_close(answer["loss"], expected["loss"], "loss")
-    for i, (got, want) in enumerate(zip(answer["layers"], expected["layers"], strict=True)):
-        assert {"dW", "db"} & set(got) == {"dW", "db"} & set(want), f"layers.{i}: {sorted(got)}"
-        for name in (*[k for k in ("dW", "db") if k in want], *[k for k in ALL if k in got]):
-            assert_close(got[name], want[name], f"layers.{i}.{name}")
 
 
 def with_upstream(request: dict, seed: int) -> dict:

@@ -16,30 +16,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from service.core import Problem, compute_gradients, dense_layer
-from service.core.cost import NetworkShape, passes_parts
-from service.core.mistakes import passes_needed, variants
-from service.core.network import forward
-from tests.problems import CONVENTIONS, random_request
-from tests.torch_reference import assert_close, reference
+from service.core import Problem, dense_layer
+from service.core.cost import NetworkShape
+from tests.memory_cases import assert_every_pass_within_estimate
+from tests.problems import CONVENTIONS, post, random_request
+from tests.torch_reference import assert_close, assert_matches_torch, reference
 
 ALL = ["z", "a", "dz", "dx"]
 OUTPUT = {"cross_entropy": "softmax", "svm": "identity", "hinge": "identity"}
-
-
-def post(client, request: dict, path: str = "/v1/gradients") -> dict:
-    response = client.post(path, json=request)
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
-
-
-def assert_matches_torch(answer: dict, request: dict) -> None:
-    expected = reference(request)
-    assert_close(answer["loss"], expected["loss"], "loss")
-    for i, (got, want) in enumerate(zip(answer["layers"], expected["layers"], strict=True)):
-        assert ("db" in got) == ("db" in want), f"layers.{i}: db present {sorted(got)}"
-        for name in ("dW", *[k for k in ("db", *ALL) if k in got]):
-            assert_close(got[name], want[name], f"layers.{i}.{name}")
 
 
 def network(seed: int, convention: str, loss: str, **options) -> tuple[dict, int, int]:
@@ -477,20 +461,8 @@ def test_a_labels_request_fits_an_element_limit_its_one_hot_form_would_not():
 
 @pytest.mark.parametrize("loss", ["cross_entropy", "svm"])
 def test_every_pass_with_labels_holds_less_than_its_estimate(loss):
-    import tracemalloc
-
     problem = labels_problem(400, (20, 300, 40), loss, labels=True)
-    net = NetworkShape.of(problem)
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        with np.errstate(all="ignore"):
-            fwd = forward(problem)
-            held = [compute_gradients(problem, fwd), *(v.result for v in variants(problem, fwd))]
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
-    assert held and peak <= sum(part.bytes for part in passes_parts(net, passes_needed(problem)))
+    assert_every_pass_within_estimate(problem)
 
 
 # -- exercises ---------------------------------------------------------------------------------

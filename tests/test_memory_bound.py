@@ -7,7 +7,6 @@ from the cost check to the written answer; in a real gunicorn worker, its peak R
 
 from __future__ import annotations
 
-import tracemalloc
 from typing import NamedTuple
 
 import numpy as np
@@ -17,12 +16,9 @@ from flask.testing import FlaskClient
 
 from schemas.binary import encode
 from service import create_app
-from service.core import Layer, Problem, compute_gradients, dense_layer
+from service.core import Layer, Problem, dense_layer
 from service.core.activations import ACTIVATIONS
-from service.core.cost import NetworkShape, passes_parts
 from service.core.losses import LOSSES
-from service.core.mistakes import passes_needed, variants
-from service.core.network import forward
 from service.operations import allocator
 from tests import memory_cases
 from tests.conftest import stop_server
@@ -30,6 +26,7 @@ from tests.memory_cases import (
     LIMIT,
     SIZES,
     Case,
+    assert_every_pass_within_estimate,
     case,
     deep_narrow,
     fits,
@@ -72,19 +69,7 @@ def test_every_pass_holds_less_than_its_estimate(activation, loss):
         loss=loss,
         l2=0.1,
     )
-    net = NetworkShape.of(problem)
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        with np.errstate(all="ignore"):
-            fwd = forward(problem)
-            held = [compute_gradients(problem, fwd), *(v.result for v in variants(problem, fwd))]
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
-    assert len(held) <= passes_needed(problem)
-    estimate = sum(part.bytes for part in passes_parts(net, passes_needed(problem)))
-    assert peak <= estimate, f"{peak / MiB:.1f} MiB held, {estimate / MiB:.1f} MiB estimated"
+    assert_every_pass_within_estimate(problem)
 
 
 @pytest.mark.parametrize(
@@ -121,19 +106,7 @@ def test_every_pass_of_a_norm_network_holds_less_than_its_estimate(kind, setting
         loss="mse",
         l2=0.1,
     )
-    net = NetworkShape.of(problem)
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        with np.errstate(all="ignore"):
-            fwd = forward(problem)
-            held = [compute_gradients(problem, fwd), *(v.result for v in variants(problem, fwd))]
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
-    assert len(held) <= passes_needed(problem)
-    estimate = sum(part.bytes for part in passes_parts(net, passes_needed(problem)))
-    assert peak <= estimate, f"{peak / MiB:.1f} MiB held, {estimate / MiB:.1f} MiB estimated"
+    assert_every_pass_within_estimate(problem)
 
 
 def columns(body: dict) -> dict:

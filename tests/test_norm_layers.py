@@ -14,8 +14,8 @@ import itertools
 import numpy as np
 import pytest
 
-from tests.problems import CONVENTIONS
-from tests.torch_reference import assert_close, reference
+from tests.problems import CONVENTIONS, post
+from tests.torch_reference import assert_close, assert_matches_torch, reference
 
 ALL = ["z", "a", "dz", "dx"]
 FORMS = {"numpy": ("flat", "row"), "torch": ("flat", "row"), "columns": ("column",)}
@@ -81,36 +81,6 @@ def norm_network(
 def running_statistics(seed: int, n: int = 4) -> dict:
     rng = np.random.default_rng(seed + 100)
     return {"running_mean": rng.normal(size=n), "running_var": rng.uniform(0.5, 2.0, size=n)}
-
-
-def post(client, request: dict, path: str = "/v1/gradients") -> dict:
-    response = client.post(path, json=request)
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
-
-
-def assert_matches_torch(answer: dict, request: dict) -> None:
-    """Every array torch computes for a layer, and no other gradient or state, is answered."""
-    expected = reference(request)
-    if expected["loss"] is None:
-        assert answer["loss"] is None
-    else:
-        assert_close(answer["loss"], expected["loss"], "loss")
-    for i, (got, want) in enumerate(zip(answer["layers"], expected["layers"], strict=True)):
-        answered = {name for name in want if name not in ALL}
-        assert set(got) - set(ALL) == answered, f"layers.{i}: {sorted(got)} vs {sorted(want)}"
-        for name in (*answered, *[k for k in ALL if k in got]):
-            assert_close(got[name], want[name], f"layers.{i}.{name}")
-    if "learning_rate" in request:
-        lr = request["learning_rate"]
-        for i, (sent, want, updated) in enumerate(
-            zip(request["layers"], expected["layers"], answer["updated_layers"], strict=True)
-        ):
-            pairs = {"weights": "dW", "biases": "db", "gamma": "dgamma", "beta": "dbeta"}
-            for param, grad in pairs.items():
-                if param in sent:
-                    stepped = np.asarray(sent[param]) - lr * want[grad]
-                    assert_close(updated[param], stepped, f"updated_layers.{i}.{param}")
 
 
 # -- PyTorch float64 autograd, in every convention and vector shape -----------------------------

@@ -13,30 +13,10 @@ import zlib
 import numpy as np
 import pytest
 
-from tests.problems import BIAS_FORMS, CONVENTIONS, HIDDEN_ACTIVATIONS, LOSSES, random_request
-from tests.torch_reference import assert_close, reference
+from tests.problems import BIAS_FORMS, CONVENTIONS, HIDDEN_ACTIVATIONS, LOSSES, post, random_request
+from tests.torch_reference import assert_close, assert_matches_torch, reference
 
 ALL = ["z", "a", "dz"]
-
-
-def post(client, request: dict) -> dict:
-    response = client.post("/v1/gradients", json=request)
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
-
-
-def assert_matches_torch(answer: dict, request: dict) -> None:
-    expected = reference(request)
-    if expected["loss"] is None:
-        assert answer["loss"] is None
-    else:
-        assert_close(answer["loss"], expected["loss"], "loss")
-    assert len(answer["layers"]) == len(expected["layers"])
-    for i, (got, want) in enumerate(zip(answer["layers"], expected["layers"])):
-        assert ("db" in got) == ("db" in want), f"layers.{i}: db present {sorted(got)}"
-        gradients = [k for k in ("dW", "db") if k in want]
-        for name in (*gradients, *[k for k in (*ALL, "dx") if k in got]):
-            assert_close(got[name], want[name], f"layers.{i}.{name}")
 
 
 @pytest.mark.parametrize(

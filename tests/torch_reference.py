@@ -228,3 +228,39 @@ def assert_close(actual, expected, what: str, rtol: float = 1e-9) -> None:
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     floor = 1e-13 * max(1.0, float(np.max(np.abs(expected))))
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=floor, err_msg=what)
+
+
+#: the answer's gradients, named after their parameters; and the per-layer arrays of include
+GRADIENTS = ("dW", "db", "dgamma", "dbeta")
+PER_LAYER = ("z", "a", "dz", "dx")
+
+
+def assert_matches_torch(answer: dict, request: dict) -> dict:
+    """The service's answer agrees with torch: the loss (or its absence with upstream), every
+    gradient torch computes and no other, every state it computes (a batchnorm's running
+    statistics), each per-layer array the answer includes, and with a learning_rate every
+    parameter after the step.  Returns torch's answer."""
+    expected = reference(request)
+    if expected["loss"] is None:
+        assert answer["loss"] is None
+    else:
+        assert_close(answer["loss"], expected["loss"], "loss")
+    for i, (got, want) in enumerate(zip(answer["layers"], expected["layers"], strict=True)):
+        gradients = {name for name in want if name in GRADIENTS}
+        assert {name for name in got if name in GRADIENTS} == gradients, (
+            f"layers.{i}: answered {sorted(got)}, torch has {sorted(want)}"
+        )
+        computed = [name for name in want if name not in PER_LAYER]
+        for name in (*computed, *[name for name in PER_LAYER if name in got]):
+            assert_close(got[name], want[name], f"layers.{i}.{name}")
+    if "learning_rate" in request:
+        step = request["learning_rate"]
+        pairs = {"weights": "dW", "biases": "db", "gamma": "dgamma", "beta": "dbeta"}
+        for i, (sent, want, updated) in enumerate(
+            zip(request["layers"], expected["layers"], answer["updated_layers"], strict=True)
+        ):
+            assert set(updated) == {p for p in pairs if sent.get(p) is not None}, f"updated {i}"
+            for param in updated:
+                stepped = np.asarray(sent[param]) - step * want[pairs[param]]
+                assert_close(updated[param], stepped, f"updated_layers.{i}.{param}")
+    return expected

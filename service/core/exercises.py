@@ -24,6 +24,7 @@ class ExerciseSpec:
     reduction: str = "mean"
     batch_size: int = 4
     decimals: int | None = None
+    dz_scale: str = "reduced"
 
 
 def generate(spec: ExerciseSpec, deadline: Deadline = NO_DEADLINE) -> Problem:
@@ -53,6 +54,7 @@ def generate(spec: ExerciseSpec, deadline: Deadline = NO_DEADLINE) -> Problem:
         layers=layers,
         loss=spec.loss,
         reduction=spec.reduction,
+        dz_scale=spec.dz_scale,
     )
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from .activations import get_activation
 from .budget import NO_DEADLINE, Deadline
 from .layers import KINDS
-from .network import Gradients, Layer, Problem, loss_value
+from .network import Gradients, Layer, Problem, loss_scale, loss_value
 
 EPSILON = 1e-5
 TINY = 1e-8
@@ -57,7 +57,10 @@ def gradient_check(
                 errors[gradients[name]] = _worst(analytic.layers[i].grads[gradients[name]], numeric)
             if check_dx:
                 numeric = _numeric_input(problem, i, inputs_to[i], epsilon, deadline)
-                errors["dx"] = _worst(analytic.layers[i].dx, numeric)
+                dx = analytic.layers[i].dx
+                if problem.dz_scale == "per_sample":  # dx without the reduction's 1/N
+                    dx = loss_scale(problem) * dx
+                errors["dx"] = _worst(dx, numeric)
             checks.append(errors)
     worst = max((e for c in checks for e in c.values()), default=0.0)
     return GradientCheck(epsilon=epsilon, max_relative_error=worst, layers=tuple(checks))

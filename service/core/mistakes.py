@@ -6,30 +6,57 @@ values match it.  A mistake made in layer k changes dz, dW and db of layer k
 and of every earlier layer, so fields far from the mistake are diagnosed with
 its cause rather than as unexplained wrong values.
 
+Students put the reduction's 1/N in one of three places, and a mistake made
+before it (in dL/da) gives other numbers than one made after it, so every
+mistake is recomputed in each placement that gives different numbers:
+
+    "reduced"     inside dL/da, so in every dz (PyTorch, CS231n, this service's default)
+    "in_dz"       on the output layer's dz, after its chain rule (dz2 = (...) / m)
+    "per_sample"  in dW and db only (Andrew Ng's dW = 1/m * dZ @ A_prev.T, db likewise)
+
+The client's own ``dz_scale`` placement is tried first.
+
 Shape mistakes (a db not summed over the batch, a transposed dW, a column
 bias) need no recomputation; the grader recognises them from the shapes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .activations import ALIASES
 from .budget import NO_DEADLINE, Deadline
-from .losses import minus_targets
-from .network import Forward, Gradients, Problem, backward, loss_scale, output_shape
+from .losses import LOSSES, is_labels
+from .mistake_rules import (
+    activation,
+    at_output,
+    chain_without_weights,
+    derivative_of_error,
+    derivative_of_raw_error,
+    flip_output,
+    has_a_derivative,
+    has_output_form,
+    labels_as_numbers,
+    margin_of_correct_class,
+    missing_derivative,
+    preactivation_derivative,
+    without_weights,
+)
+from .network import (
+    Forward,
+    Gradients,
+    Problem,
+    backward,
+    loss_scale,
+    loss_value,
+    output_shape,
+)
 
 Array = np.ndarray
 
-#: The derivative formulas written in terms of the activation's output a,
-#: which students then evaluate at the wrong quantity.
-OUTPUT_FORM_DERIVATIVES: dict[str, Callable[[Array], Array]] = {
-    "sigmoid": lambda s: s * (1.0 - s),
-    "tanh": lambda s: 1.0 - s**2,
-}
+PLACEMENTS = ("reduced", "per_sample", "in_dz")
 
 
 @dataclass(frozen=True)
@@ -42,108 +69,198 @@ class Variant:
     result: Gradients
     #: for the scale mistakes, the divisor or factor that was misapplied
     factor: float | None = None
+    #: where the reduction's 1/N was put (PLACEMENTS)
+    placement: str = "reduced"
+    #: which form of the mistake, when a code has several (the rule's name)
+    form: str = ""
+
+
+def placements(problem: Problem, linear: bool) -> tuple[str, ...]:
+    """The placements of 1/N that give different numbers for a mistake, the client's first.
+
+    A mistake linear in dL/da (a sign, a missing factor) gives the same numbers with the
+    1/N inside dL/da or on dz, so "in_dz" is only tried for the others."""
+    if problem.upstream is not None or loss_scale(problem) == 1.0:
+        return ("reduced",)
+    own = problem.dz_scale
+    found = (own, *(p for p in PLACEMENTS[:2] if p != own))
+    return found if linear else (*found, "in_dz")
 
 
 def passes_needed(problem: Problem) -> int:
-    """An upper bound on the backward passes ``variants`` computes, for the work limits."""
-    layers = len(problem.layers)
-    per_layer_scopes = layers + (1 if layers > 1 else 0)
-    return 1 + 1 + 2 + len(LAYER_MISTAKES) * per_layer_scopes
+    """The backward passes ``variants`` computes (its plan's length) and the reference's,
+    for the work limits: exact, so an upper bound."""
+    return 1 + len(plan(problem))
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One mistaken pass to compute: its code, where, and how (``recompute``'s arguments)."""
+
+    code: str
+    layers: tuple[int, ...]
+    placement: str = "reduced"
+    dz_rule: object = None
+    dx_rule: object = None
+    scales: tuple[tuple[str, float], ...] = ()  # the scale mistakes set the 1/N themselves
+    factor: float | None = None
+    form: str = ""
+    #: added to the reduced loss (the svm margin counted for the correct class adds 1 a sample)
+    loss_shift: float = 0.0
+
+
+def plan(problem: Problem) -> list[Planned]:
+    """Every mistaken pass of the catalogue that changes something for this problem, in the
+    order the grader tries them: the most specific explanation first."""
+    last = len(problem.layers) - 1
+    planned: list[Planned] = []
+    if problem.upstream is None:  # with upstream there is no loss, error or reduction
+        for placement in placements(problem, linear=True):
+            planned.append(Planned("sign_flipped", (), placement, flip_output(last)))
+        planned += _scale_plan(problem)
+        planned += _output_plan(problem)
+
+    activations = [activation(problem, i) for i in range(last + 1)]
+    for code, applies, rule, only_output, linear in LAYER_MISTAKES:
+        if only_output and problem.upstream is not None:
+            continue
+        layers = [i for i, name in enumerate(activations) if applies(name, i == last, problem)]
+        for scope in _scopes(layers):
+            if only_output and last not in scope:
+                continue
+            for placement in placements(problem, linear):
+                dz_rule = in_layers(scope, rule, problem)
+                planned.append(Planned(code, scope, placement, dz_rule, form=rule.__name__))
+
+    for scope in _scopes([i for i in range(1, last + 1) if chain_without_weights(problem, i)]):
+        for placement in placements(problem, linear=True):
+            dx_rule = without_weights(scope)
+            planned.append(Planned("missing_weights_in_chain", scope, placement, dx_rule=dx_rule))
+    return planned
 
 
 def variants(
     problem: Problem, fwd: Forward, deadline: Deadline = NO_DEADLINE, keep_dx: bool = False
 ) -> Iterator[Variant]:
-    """Every mistake in the catalogue that changes something for this problem
-    (``keep_dx``: each pass keeps every layer's dx, for a submission that has one)."""
+    """Every mistake in the catalogue that changes something for this problem, computed one
+    at a time (``keep_dx``: each pass keeps every layer's dx, for a submission that has one)."""
     last = len(problem.layers) - 1
+    reduce = loss_scale(problem)
 
-    def recompute(**mistake) -> Gradients:
-        return backward(problem, fwd, deadline=deadline, keep_dx=keep_dx, **mistake)
+    def recompute(p: Planned) -> Gradients:
+        def run(**scales) -> Gradients:
+            return backward(
+                problem,
+                fwd,
+                dz_rule=p.dz_rule,
+                dx_rule=p.dx_rule,
+                deadline=deadline,
+                keep_dx=keep_dx,
+                **scales,
+            )
 
-    def flip_output(i, z, a, dL_da, dz):
-        return -dz if i == last else dz
+        if p.scales:  # the scale mistakes: the 1/N itself is what is wrong
+            return run(**dict(p.scales))
+        if p.placement == "reduced":
+            result = run(scale=reduce, param_scale=1.0)
+        elif p.placement == "per_sample":
+            result = run(scale=1.0, param_scale=reduce)
+        else:
 
-    if problem.upstream is None:  # with upstream there is no loss, error or reduction
-        yield Variant("sign_flipped", (), recompute(dz_rule=flip_output))
-        yield from _scale_variants(problem, recompute)
+            def on_output_dz(i, z, a, dL_da, dz):  # "in_dz": dz2 = (the chain rule) / m
+                dz = dz if p.dz_rule is None else p.dz_rule(i, z, a, dL_da, dz)
+                return reduce * dz if i == last else dz
 
-    activations = [_activation(problem, i) for i in range(last + 1)]
-    for code, applies, rule, at_output in LAYER_MISTAKES:
-        if at_output and problem.upstream is not None:
-            continue
-        layers = [i for i, name in enumerate(activations) if applies(name, i == last, problem)]
-        scopes = [(i,) for i in reversed(layers)]
-        if len(layers) > 1:
-            scopes.append(tuple(layers))
-        for scope in scopes:
-            if at_output and last not in scope:
-                continue
-            yield Variant(code, scope, recompute(dz_rule=_in_layers(scope, rule, problem)))
+            result = backward(
+                problem,
+                fwd,
+                dz_rule=on_output_dz,
+                dx_rule=p.dx_rule,
+                scale=1.0,
+                param_scale=1.0,
+                deadline=deadline,
+                keep_dx=keep_dx,
+            )
+            result = replace(result, loss=loss_value(problem, fwd.zs[-1], fwd.outs[-1]))
+        if p.loss_shift:
+            result = replace(result, loss=result.loss + p.loss_shift)
+        return result
+
+    for p in plan(problem):
+        yield Variant(p.code, p.layers, recompute(p), p.factor, p.placement, p.form)
 
 
-def _scale_variants(problem: Problem, recompute) -> Iterator[Variant]:
+def _scopes(layers: list[int]) -> list[tuple[int, ...]]:
+    """Each layer alone (the last first), then all of them together."""
+    scopes = [(i,) for i in reversed(layers)]
+    return [*scopes, tuple(layers)] if len(layers) > 1 else scopes
+
+
+def _scale_plan(problem: Problem) -> list[Planned]:
     batch, n_out = output_shape(problem)
-    counts = sorted({batch, batch * n_out} - {1})
     if problem.reduction == "sum":
-        for n in counts:
-            yield Variant("averaged_instead_of_summed", (), recompute(scale=1 / n), n)
-    else:
-        yield Variant(
-            "summed_instead_of_averaged",
-            (),
-            recompute(scale=1.0),
-            1 / loss_scale(problem),
-        )
+        return [
+            Planned(
+                "averaged_instead_of_summed",
+                (),
+                scales=(("scale", 1 / n), ("param_scale", 1.0)),
+                factor=n,
+            )
+            for n in sorted({batch, batch * n_out} - {1})
+        ]
+    summed = Planned(
+        "summed_instead_of_averaged",
+        (),
+        scales=(("scale", 1.0), ("param_scale", 1.0)),
+        factor=1 / loss_scale(problem),
+    )
+    planned = [summed]
+    if LOSSES[problem.loss].mean_over_elements and n_out > 1 and batch > 1:
+        # mse's mean divided by the batch only (PyTorch's and this service's: batch * n_out)
+        for placement in placements(problem, linear=True):
+            where = "scale" if placement == "reduced" else "param_scale"
+            other = "param_scale" if where == "scale" else "scale"
+            scales = ((where, 1 / batch), (other, 1.0))
+            planned.append(
+                Planned("reduced_over_batch_only", (), placement, scales=scales, factor=n_out)
+            )
+    return planned
 
 
-def _in_layers(scope: tuple[int, ...], rule, problem: Problem):
+def _output_plan(problem: Problem) -> list[Planned]:
+    """Mistakes in the output's gradient that need class labels or the svm."""
+    last = len(problem.layers) - 1
+    reduce = loss_scale(problem)
+    planned = []
+    for placement in placements(problem, linear=True):
+        scale = reduce if placement == "reduced" else 1.0
+        if problem.loss == "cross_entropy" and is_labels(problem.targets):
+            rule = at_output(last, labels_as_numbers, problem, scale)
+            planned.append(Planned("labels_not_one_hot", (last,), placement, rule))
+        if problem.loss == "svm":
+            rule = at_output(last, margin_of_correct_class, problem, scale)
+            shift = reduce * output_shape(problem)[0]
+            planned.append(
+                Planned(
+                    "margin_counted_for_correct_class", (last,), placement, rule, loss_shift=shift
+                )
+            )
+    return planned
+
+
+def in_layers(scope: tuple[int, ...], rule, problem: Problem):
     def dz_rule(i, z, a, dL_da, dz):
         return rule(problem, i, z, a, dL_da, dz) if i in scope else dz
 
     return dz_rule
 
 
-def _preactivation_derivative(problem, i, z, a, dL_da, dz):
-    # sigmoid'(z) written as z (1 - z), tanh'(z) as 1 - z^2: the formula for a, fed z
-    return dL_da() * OUTPUT_FORM_DERIVATIVES[_activation(problem, i)](z)
-
-
-def _missing_derivative(problem, i, z, a, dL_da, dz):
-    return dL_da()
-
-
-def _derivative_of_error(problem, i, z, a, dL_da, dz):
-    # dz2 = dh2 * (1 - dh2) with dh2 = h2 - y: the formula for a, fed the error
-    return OUTPUT_FORM_DERIVATIVES[_activation(problem, i)](dL_da())
-
-
-def _derivative_of_raw_error(problem, i, z, a, dL_da, dz):
-    # the same, with the output's error taken as a - y whatever the loss and reduction
-    # (the seed's dh2 = h2 - y), and the error coming back to a hidden layer as it is
-    is_output = i == len(problem.layers) - 1
-    error = minus_targets(a, problem.targets) if is_output else dL_da()
-    return OUTPUT_FORM_DERIVATIVES[_activation(problem, i)](error)
-
-
-def _activation(problem: Problem, i: int) -> str:
-    name = problem.layers[i].activation
-    return ALIASES.get(name, name)
-
-
-def _has_output_form(name: str, is_output: bool, problem: Problem) -> bool:
-    return name in OUTPUT_FORM_DERIVATIVES
-
-
-def _has_a_derivative(name: str, is_output: bool, problem: Problem) -> bool:
-    return name != "identity"
-
-
 #: (diagnosis, which layers it can be made in, the mistaken dz rule, only in scopes that
-#: include the output layer). Each is tried in every such layer alone, then in all of them.
+#: include the output layer, linear in dL/da). Each is tried in every such layer alone,
+#: then in all of them, in each placement of the 1/N that gives other numbers.
 LAYER_MISTAKES = (
-    ("derivative_of_preactivation", _has_output_form, _preactivation_derivative, False),
-    ("derivative_of_error", _has_output_form, _derivative_of_error, False),
-    ("derivative_of_error", _has_output_form, _derivative_of_raw_error, True),
-    ("missing_activation_derivative", _has_a_derivative, _missing_derivative, False),
+    ("derivative_of_preactivation", has_output_form, preactivation_derivative, False, True),
+    ("derivative_of_error", has_output_form, derivative_of_error, False, False),
+    ("derivative_of_error", has_output_form, derivative_of_raw_error, True, False),
+    ("missing_activation_derivative", has_a_derivative, missing_derivative, False, True),
 )

@@ -34,6 +34,7 @@ from .losses import LOSSES
 
 Array = np.ndarray
 L2_STYLES = ("half", "full")
+DZ_SCALES = ("reduced", "per_sample")
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,9 @@ class Problem:
     l2_style: str = "half"
     #: dL/d(the last layer's output after its activation), instead of targets and a loss
     upstream: Array | None = None
+    #: where the reduction's 1/N goes: "reduced" (PyTorch, CS231n: inside dL/da, so in every
+    #: dz and dx) or "per_sample" (Andrew Ng's course: dz without it, dW and db with it)
+    dz_scale: str = "reduced"
 
 
 @dataclass(frozen=True)
@@ -211,11 +215,18 @@ def backward(
     scale: float | None = None,
     deadline: Deadline = NO_DEADLINE,
     keep_dx: bool = False,
+    param_scale: float | None = None,
+    dx_rule: Callable[[int, Array, Array], Array] | None = None,
 ) -> Gradients:
     """The loss and every layer's dz and parameter gradients (and dx), given the forward pass.
 
-    ``dz_rule`` and ``scale`` exist for the autograder, which recomputes the
-    backward pass with a student's mistake made; the service passes neither.
+    ``dz_rule``, ``scale`` (the factor inside dL/da) and ``param_scale`` (a factor on
+    every parameter gradient, before l2) exist for the autograder, which recomputes the
+    backward pass with a student's mistake made, the reduction's 1/N placed where the
+    student put it; the service passes none.  Left out, they follow ``problem.dz_scale``:
+    "reduced" puts the 1/N inside dL/da, "per_sample" in the parameter gradients.
+    ``dx_rule(layer, dz, correct_dx) -> dx``: how a layer hands dL/da to the layer below
+    (the autograder's missing weights).
     ``keep_dx``: keep every layer's dx in the answer, layer 0's (dL/d inputs) included;
     otherwise each dx lives only as long as the step that needs it.
     ``deadline`` is checked between layers: a pass over the budget ends there.
@@ -226,8 +237,11 @@ def backward(
 
     if problem.upstream is None:
         loss_fn, y = LOSSES[problem.loss], problem.targets
-        scale = loss_scale(problem) if scale is None else scale
-        loss = loss_value(problem, zs[-1], outs[-1], scale)
+        reduce = loss_scale(problem)
+        if scale is None and param_scale is None and problem.dz_scale == "per_sample":
+            scale, param_scale = 1.0, reduce  # Andrew Ng's dZ = A - Y, dW = 1/m dZ A.T
+        scale = reduce if scale is None else scale
+        loss = loss_value(problem, zs[-1], outs[-1], scale * (param_scale or 1.0))
         dz = scale * loss_fn.grad_z(zs[last], outs[last], y, activations[last])
 
         def dL_da() -> Array:
@@ -248,6 +262,10 @@ def backward(
         layer = problem.layers[i]
         kind = KINDS[layer.kind]
         dx, grads = kind.backward(dz, fwd.caches[i], i > 0 or keep_dx)
+        if dx_rule is not None and dx is not None:
+            dx = dx_rule(i, dz, dx)
+        if param_scale is not None and param_scale != 1.0:
+            grads = {name: param_scale * value for name, value in grads.items()}
         if problem.l2:
             for name in kind.regularised:
                 grads[kind.gradients[name]] += l2_factor * layer.params[name]

@@ -12,15 +12,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: Every code a failed field may get (the OpenAPI enum of ``diagnosis``).  The grader tries
+#: them most specific first: shapes (not_reduced_over_batch, summed_over_wrong_axis,
+#: column_vector_shape, transposed, wrong_shape); then, for values, the catalogue of mistaken
+#: passes in service.core.mistakes.plan's order (sign_flipped, the scale mistakes, the labels
+#: and svm mistakes, the chain-rule mistakes, missing_weights_in_chain), then
+#: wrong_layer_input, summed_over_wrong_axis, transposed, scaled_by_constant, wrong_values.
 DIAGNOSES = (
     "not_reduced_over_batch",
     "averaged_instead_of_summed",
     "summed_instead_of_averaged",
+    "reduced_over_batch_only",
     "transposed",
     "sign_flipped",
+    "labels_not_one_hot",
+    "margin_counted_for_correct_class",
     "derivative_of_preactivation",
     "derivative_of_error",
     "missing_activation_derivative",
+    "missing_weights_in_chain",
+    "wrong_layer_input",
+    "summed_over_wrong_axis",
+    "scaled_by_constant",
     "column_vector_shape",
     "wrong_shape",
     "wrong_values",

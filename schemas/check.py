@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 from marshmallow import ValidationError, fields, post_dump, post_load, validate, validates_schema
 
+from service.core.grading_options import AUTOGRADER_FORMATS, VISIBILITIES, GradingOptions
 from service.core.submission import DIAGNOSES, Submission, Tolerance
 
 from .base import StrictSchema
-from .fields import MAX_LAYERS, Array, BoundedList, Flag, Number, one_of
+from .fields import MAX_LAYERS, Array, BoundedList, Flag, Number
 from .gradients import GradientsRequest, NetworkProblemSchema, gradients_request
+from .grading_options import GradingOptionsSchema, grading_options
 from .layers import LAYER_TYPES
-
-FORMATS = ("json", "gradescope")
 
 
 class SubmittedLayerSchema(StrictSchema):
@@ -50,6 +50,28 @@ class SubmissionSchema(StrictSchema):
         return Submission(loss=data["loss"], layers=tuple(data["layers"]))
 
 
+@dataclass(frozen=True)
+class BrokenSubmission:
+    """A submission that could not be read: marshmallow's messages, nested under its paths.
+
+    Without an autograder format it is refused (422) like any invalid field; with one,
+    it is graded as broken (score 0), so the grader still records the attempt.
+    """
+
+    messages: dict | list
+
+
+class GradableSubmission(fields.Nested):
+    """The submission, or the BrokenSubmission that says why it cannot be read: the
+    request schema decides, once it knows the format, whether that is an error."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)
+        except ValidationError as error:
+            return BrokenSubmission(error.messages)
+
+
 class ToleranceSchema(StrictSchema):
     rtol = Number(load_default=1e-5, validate=validate.Range(min=0))
     atol = Number(load_default=1e-8, validate=validate.Range(min=0))
@@ -67,54 +89,69 @@ class CheckRequest:
     strict_shapes: bool
     reveal: bool
     format: str
+    options: GradingOptions
 
 
-class CheckRequestSchema(NetworkProblemSchema):
-    submission = fields.Nested(SubmissionSchema, required=True)
+class CheckRequestSchema(NetworkProblemSchema, GradingOptionsSchema):
+    submission = GradableSubmission(SubmissionSchema, required=True)
     tolerance = fields.Nested(ToleranceSchema, load_default=Tolerance)
     strict_shapes = Flag(
         load_default=False,
         metadata={"description": "when false, db of shape (n,) and (1, n) are interchangeable"},
     )
     reveal = Flag(load_default=False, metadata={"description": "add the expected values"})
-    format = one_of(
-        FORMATS,
-        "format",
-        load_default="json",
-        metadata={"description": "gradescope: a results.json document"},
-    )
+
+    @validates_schema(skip_on_field_errors=False)
+    def _broken_submission_is_an_error_without_an_autograder_format(self, data, **kwargs):
+        broken = data.get("submission")
+        if isinstance(broken, BrokenSubmission) and data.get("format") not in AUTOGRADER_FORMATS:
+            raise ValidationError({"submission": broken.messages})
 
     @validates_schema(skip_on_field_errors=True)
     def _check_submission(self, data, **kwargs):
+        if isinstance(data["submission"], BrokenSubmission):
+            return
         submitted, expected = len(data["submission"].layers), len(data["layers"])
         if submitted != expected:
-            raise ValidationError(
+            self._refuse(
+                data,
                 {
-                    "submission": {
-                        "layers": [
-                            f"got {submitted} entries, expected {expected}: one per layer of the "
-                            "problem, in order (null to skip a layer)."
-                        ]
-                    }
-                }
+                    "layers": [
+                        f"got {submitted} entries, expected {expected}: one per layer of the "
+                        "problem, in order (null to skip a layer)."
+                    ]
+                },
             )
+            return
         errors = _absent_fields(data)
         if errors:
-            raise ValidationError({"submission": errors})
+            self._refuse(data, errors)
+            return
         if data["submission"].loss is None and not any(data["submission"].layers):
-            raise ValidationError(
-                {"submission": ["nothing to check: submit a loss or at least one layer's arrays."]}
-            )
+            self._refuse(data, ["nothing to check: submit a loss or at least one layer's arrays."])
+
+    @staticmethod
+    def _refuse(data: dict, messages) -> None:
+        """The student's fault: an error, or with an autograder format a broken submission."""
+        if data["format"] in AUTOGRADER_FORMATS:
+            data["submission"] = BrokenSubmission(messages)
+        else:
+            raise ValidationError({"submission": messages})
 
     @post_load
     def _to_request(self, data, **kwargs) -> CheckRequest:
+        submission = data["submission"]
+        broken = isinstance(submission, BrokenSubmission)
         return CheckRequest(
-            gradients=gradients_request(data, include=_computed(data["submission"])),
-            submission=data["submission"],
+            gradients=gradients_request(
+                data, include=("z", "a", "dz") if broken else _computed(submission)
+            ),
+            submission=submission,
             tolerance=data["tolerance"],
             strict_shapes=data["strict_shapes"],
             reveal=data["reveal"],
             format=data["format"],
+            options=grading_options(data),
         )
 
 
@@ -167,6 +204,16 @@ class FieldResultSchema(StrictSchema):
     diagnosis = fields.String(allow_none=True, metadata={"enum": list(DIAGNOSES)})
     message = fields.String(required=True)
     expected = Array(ndims=(0, 1, 2), metadata={"description": "only with reveal: true"})
+    points = Number(metadata={"description": "the points this field earned"})
+    max_points = Number(metadata={"description": "its points (1 unless points names it)"})
+    credit = fields.String(
+        metadata={
+            "enum": ["full", "propagated", "none"],
+            "description": "propagated: wrong only because of a later layer's mistake, and "
+            'credited propagated_credit of its points (partial_credit "propagated")',
+        }
+    )
+    visibility = fields.String(metadata={"enum": list(VISIBILITIES)})
 
     @post_dump
     def _drop_unrevealed(self, data, **kwargs):
@@ -177,24 +224,24 @@ class FieldResultSchema(StrictSchema):
 
 class CheckResponseSchema(StrictSchema):
     passed = fields.Boolean(required=True, metadata={"description": "every checked field passed"})
-    score = Number(required=True, metadata={"description": "correct / checked"})
+    score = Number(
+        required=True,
+        metadata={"description": "points / max_points: correct / checked with the default points"},
+    )
     checked = fields.Integer(required=True)
     correct = fields.Integer(required=True)
     results = fields.List(fields.Nested(FieldResultSchema), required=True)
-
-
-class GradescopeTestSchema(StrictSchema):
-    name = fields.String(required=True, metadata={"example": "layers.1.db"})
-    score = fields.Integer(required=True)
-    max_score = fields.Integer(required=True)
-    status = fields.String(required=True, metadata={"enum": ["passed", "failed"]})
-    output = fields.String(required=True)
-
-
-class GradescopeResultsSchema(StrictSchema):
-    """Gradescope's results.json: one test, worth one point, per checked field."""
-
-    score = fields.Integer(required=True)
-    output = fields.String(required=True)
-    visibility = fields.String(required=True)
-    tests = fields.List(fields.Nested(GradescopeTestSchema), required=True)
+    points = Number(metadata={"description": "the points earned"})
+    max_points = Number(metadata={"description": "the points of every checked field"})
+    credited_as_propagated = fields.List(
+        fields.String(),
+        metadata={"description": 'the fields credited with partial_credit "propagated"'},
+    )
+    format_errors = fields.Dict(
+        keys=fields.String(),
+        values=fields.List(fields.String()),
+        metadata={
+            "description": "only for a submission that could not be read, where it is graded "
+            "rather than refused: its errors by path (score 0, no results)"
+        },
+    )

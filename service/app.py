@@ -8,7 +8,12 @@ from flask import Flask
 from flask_smorest import Api as SmorestApi
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from schemas import CheckResponseSchema, GradescopeResultsSchema, ProblemDetailsSchema
+from schemas import (
+    CheckResponseSchema,
+    GradescopeResultsSchema,
+    PrairieLearnResultsSchema,
+    ProblemDetailsSchema,
+)
 
 from .config import Config
 from .http import docs, openapi, requestlog
@@ -65,6 +70,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # /v1/check answers one of two documents, so they are registered by name
     api.spec.components.schema("CheckResponse", schema=CheckResponseSchema)
     api.spec.components.schema("GradescopeResults", schema=GradescopeResultsSchema)
+    api.spec.components.schema("PrairieLearnResults", schema=PrairieLearnResultsSchema)
     api.register_blueprint(gradients.blp)
     api.register_blueprint(autograder.blp)
     api.register_blueprint(health.blp)

@@ -3,6 +3,7 @@
     gradient-service serve --port 8000
     gradient-service gradients problem.json
     gradient-service check problem.json submission.json
+    gradient-service check --format prairielearn problem.json submission.json
     gradient-service exercise --seed 7 --layers 2,3,1 --activations tanh,sigmoid --loss bce
 
 The computing subcommands run the service's own app in process (the same core,
@@ -20,6 +21,8 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from service.core.grading_options import FORMATS
 
 EXIT_INVALID, EXIT_FAILURE = 2, 1
 INVALID_STATUSES = (400, 413, 415, 422)
@@ -179,7 +182,13 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("submission", help='{"layers": [...], "loss": ...} as a JSON file')
     check.add_argument("--strict-shapes", action="store_true", help="only the exact bias shape")
     check.add_argument("--reveal", action="store_true", help="include the expected values")
-    check.add_argument("--format", choices=("json", "gradescope"), default="json")
+    check.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="json",
+        help="json (the service's answer), gradescope or prairielearn (results.json), junit "
+        "(JUnit XML); with the last three a broken submission is a grade of 0, exit 0",
+    )
 
     exercise = computing(
         "exercise",

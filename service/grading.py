@@ -43,6 +43,9 @@ class FieldResult:
     diagnosis: str | None
     message: str
     expected: np.ndarray | float | None = None
+    #: for a diagnosis by a mistaken pass: the layers the mistake was made in (service.core.
+    #: mistakes.Variant; empty for a mistake in the loss), which partial credit reads
+    mistake_layers: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -164,6 +167,7 @@ class Grader:
         for variant in self.mistaken_passes():
             wrong = self.value(variant.result, layer, name)
             if not self.tolerance.close(wrong, expected) and self.tolerance.close(aligned, wrong):
+                result.mistake_layers = variant.layers
                 return self._diagnosed(
                     result, variant.code, self._variant_message(path, layer, name, variant)
                 )
@@ -371,7 +375,8 @@ def _recognisable(k: float) -> bool:
 
 
 def gradescope_results(report: Report) -> dict:
-    """The report as a Gradescope results.json: one point per checked field."""
+    """Issue 16 replaced this minimal results.json with service.grading_formats.render; kept
+    only until the batch route (quotabatch) renders with it too, then to be deleted."""
     return {
         "score": report.correct,
         "output": f"{report.correct} of {report.checked} checked fields are correct.",

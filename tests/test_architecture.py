@@ -71,7 +71,10 @@ def test_schemas_and_the_grader_import_no_http_and_of_the_service_only_the_core(
     found = imported_by(layer)
     assert {m for m in found if m.split(".")[0] in FRAMEWORKS - {"marshmallow"}} == set()
     service = {m for m in found if m.split(".")[0] == "service"}
-    assert {m for m in service if not m.startswith("service.core")} == set()
+    # the grader's renderer (service.grading_formats) reads the grader's report: the layer
+    # may import itself, nothing else of the service but the core
+    own = {"service.grading"} if layer == "service.grading" else set()
+    assert {m for m in service if not m.startswith("service.core")} <= own
 
 
 def test_the_schemas_do_not_import_the_grader():

@@ -948,7 +948,18 @@ def test_gradescope_format_has_one_test_per_checked_field_with_the_diagnosis(cli
     assert body["score"] == json_body["correct"] == 3
     assert len(body["tests"]) == json_body["checked"] == 5
     for test, result in zip(body["tests"], json_body["results"]):
-        assert set(test) == {"name", "score", "max_score", "status", "output"}
+        # issue 16: the spec's whole test object (number, output_format, tags, visibility too)
+        assert set(test) == {
+            "name",
+            "number",
+            "score",
+            "max_score",
+            "status",
+            "output",
+            "output_format",
+            "tags",
+            "visibility",
+        }
         assert test["name"] == result["field"]
         assert test["max_score"] == 1
         assert test["score"] == int(result["passed"])

@@ -1,25 +1,29 @@
 """POST /v1/check and POST /v1/exercises: grading a student's backprop, and giving them one."""
 
+import time
+
 from flask import current_app
 from flask import request as http
 
 from schemas import (
     CheckRequest,
     CheckRequestSchema,
-    CheckResponseSchema,
     ExerciseRequest,
     ExerciseRequestSchema,
     ExerciseResponseSchema,
-    GradescopeResultsSchema,
 )
+from schemas.check import BrokenSubmission
 from service.core import compute_gradients
 from service.core.budget import Deadline
 from service.core.cost import NetworkShape
 from service.core.exercises import generate
+from service.core.grading_options import UngradableSubmission
 from service.core.limits import check_request
 from service.core.mistakes import passes_needed
 from service.core.request_costs import exercise_cost, grading_cost
-from service.grading import Grader, gradescope_results
+from service.grading import Grader, Report
+from service.grading_formats import render
+from service.http.errors import flatten_messages
 from service.http.openapi import one_of
 from service.operations import metrics, ratelimit
 
@@ -45,18 +49,21 @@ CHECK_EXAMPLE = {
 }
 
 
-CHECK_RESPONSE, GRADESCOPE_RESULTS = CheckResponseSchema(), GradescopeResultsSchema()
-
-
 @blp.route("/check", methods=["POST"])
 @blp.arguments(CheckRequestSchema(), example=CHECK_EXAMPLE)
 @blp.doc(
     operationId="checkSubmission",
     responses={
         "200": {
-            "description": "The graded fields; a Gradescope results.json with format=gradescope.",
+            "description": "The graded fields; with format gradescope or prairielearn that "
+            "grader's results.json, with junit a JUnit XML testsuite.",
             "content": {
-                "application/json": {"schema": one_of("CheckResponse", "GradescopeResults")}
+                "application/json": {
+                    "schema": one_of("CheckResponse", "GradescopeResults", "PrairieLearnResults")
+                },
+                "application/xml": {
+                    "schema": {"type": "string", "description": "a JUnit XML testsuite"}
+                },
             },
         }
     },
@@ -64,11 +71,29 @@ CHECK_RESPONSE, GRADESCOPE_RESULTS = CheckResponseSchema(), GradescopeResultsSch
 def check(request: CheckRequest):
     """Grade each submitted field: pass or fail, and for a failure the mistake that explains it.
 
-    With `"format": "gradescope"` the answer is a Gradescope results.json document instead.
+    With `"format"` gradescope, prairielearn or junit the answer is that grader's document,
+    and a submission that cannot be read is a grade of 0 that says why, not a 422.
     """
-    deadline = Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"])
+    started = time.perf_counter()
+    report = grade(request)
+    body, mimetype = render(report, request.options, time.perf_counter() - started)
+    if mimetype == "application/json":
+        return current_app.json.response(body)
+    return current_app.response_class(body, mimetype=mimetype)
+
+
+def grade(request: CheckRequest) -> Report | UngradableSubmission:
+    """The graded report, or for a submission that could not be read, why (the problem
+    itself was valid: the schema refused it otherwise)."""
     problem, submission = request.gradients.problem, request.submission
     net = NetworkShape.of(problem)
+    if isinstance(submission, BrokenSubmission):
+        # the problem's limits hold whatever the student sent: its own cost, nothing graded
+        cost = grading_cost(net, passes_needed(problem), 0, [], body=http.content_length or 0)
+        check_request(net, cost, limits())
+        ratelimit.meter(cost)
+        return ungradable(submission)
+    deadline = Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"])
     cost = grading_cost(
         net,
         passes_needed(problem),
@@ -77,7 +102,7 @@ def check(request: CheckRequest):
         request.reveal,
         body=http.content_length or 0,
     )
-    check_request(net, cost, current_app.config["GRADIENT_LIMITS"])
+    check_request(net, cost, limits())
     ratelimit.meter(cost)
     grader = Grader(
         request.gradients,
@@ -86,11 +111,19 @@ def check(request: CheckRequest):
         request.reveal,
         deadline=deadline,
     )
-    report = grader.grade(request.submission)
+    report = grader.grade(submission)
     metrics.count_diagnoses(r.diagnosis for r in report.results if r.diagnosis)
-    if request.format == "gradescope":
-        return current_app.json.response(GRADESCOPE_RESULTS.dump(gradescope_results(report)))
-    return current_app.json.response(CHECK_RESPONSE.dump(report))
+    return report
+
+
+def ungradable(broken: BrokenSubmission) -> UngradableSubmission:
+    """The submission's errors by path, bounded as a problem document's are."""
+    errors, omitted = flatten_messages({"submission": broken.messages})
+    return UngradableSubmission(errors, omitted)
+
+
+def limits():
+    return current_app.config["GRADIENT_LIMITS"]
 
 
 @blp.route("/exercises", methods=["POST"])

@@ -2,26 +2,28 @@
 
 from flask import current_app
 from flask import request as http
+from werkzeug.exceptions import Forbidden
 
 from schemas import (
     CheckRequest,
     CheckRequestSchema,
-    CheckResponseSchema,
     ExerciseRequest,
     ExerciseRequestSchema,
     ExerciseResponseSchema,
-    GradescopeResultsSchema,
 )
+from schemas.batch import CheckBatchRequest, CheckBatchRequestSchema
+from service.batch import grade_class
+from service.check_results import render_report
 from service.core import compute_gradients
 from service.core.budget import Deadline
 from service.core.cost import NetworkShape
 from service.core.exercises import generate
-from service.core.limits import check_request
+from service.core.limits import check_batch_size, check_request
 from service.core.mistakes import passes_needed
 from service.core.request_costs import exercise_cost, grading_cost
-from service.grading import Grader, gradescope_results
+from service.grading import Grader
 from service.http.openapi import one_of
-from service.operations import metrics, ratelimit
+from service.operations import metrics, quota, ratelimit
 
 from .blueprint import Blueprint
 
@@ -45,7 +47,8 @@ CHECK_EXAMPLE = {
 }
 
 
-CHECK_RESPONSE, GRADESCOPE_RESULTS = CheckResponseSchema(), GradescopeResultsSchema()
+#: What /v1/check and /v1/check/batch may answer besides the rest of /v1/'s errors.
+CHECK_ERRORS = {"403": "FORBIDDEN"}
 
 
 @blp.route("/check", methods=["POST"])
@@ -58,15 +61,19 @@ CHECK_RESPONSE, GRADESCOPE_RESULTS = CheckResponseSchema(), GradescopeResultsSch
             "content": {
                 "application/json": {"schema": one_of("CheckResponse", "GradescopeResults")}
             },
-        }
+        },
+        **CHECK_ERRORS,
     },
 )
 def check(request: CheckRequest):
     """Grade each submitted field: pass or fail, and for a failure the mistake that explains it.
 
     With `"format": "gradescope"` the answer is a Gradescope results.json document instead.
+    With GRADIENT_CHECK_QUOTA set, a request naming its `student` counts against that
+    student's quota for the `assignment`: past it, 429 with Retry-After.
     """
     deadline = Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"])
+    refuse_reveal(request.reveal)
     problem, submission = request.gradients.problem, request.submission
     net = NetworkShape.of(problem)
     cost = grading_cost(
@@ -78,19 +85,107 @@ def check(request: CheckRequest):
         body=http.content_length or 0,
     )
     check_request(net, cost, current_app.config["GRADIENT_LIMITS"])
+    quota.admit_or_refuse(request.student, request.assignment)
     ratelimit.meter(cost)
-    grader = Grader(
+    report = grader(request, deadline).grade(request.submission)
+    metrics.count_diagnoses(r.diagnosis for r in report.results if r.diagnosis)
+    return current_app.json.response(render_report(report, request.format))
+
+
+BATCH_EXAMPLE = {
+    **{key: value for key, value in CHECK_EXAMPLE.items() if key != "submission"},
+    "assignment": "hw3",
+    "submissions": [
+        {"student": "s1", "submission": CHECK_EXAMPLE["submission"]},
+        {"student": "s2", "submission": {"layers": [None, {"db": [[0.2]]}]}},
+    ],
+}
+
+
+@blp.route("/check/batch", methods=["POST"])
+@blp.arguments(CheckBatchRequestSchema(), example=BATCH_EXAMPLE)
+@blp.doc(
+    operationId="checkBatch",
+    responses={
+        "200": {
+            "description": "One result per submission, in order: what /v1/check answers for "
+            "it, and its student. A broken submission, or one over its student's quota, "
+            "scores 0 and says why.",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["results"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "results": {
+                                "type": "array",
+                                "items": one_of("BatchCheckResult", "BatchGradescopeResult"),
+                            }
+                        },
+                    }
+                }
+            },
+        },
+        **CHECK_ERRORS,
+    },
+)
+def check_batch(request: CheckBatchRequest):
+    """Grade a whole class's submissions of one problem in one call.
+
+    The reference and every mistaken backward pass are computed once for the problem,
+    not once per submission. A submission the student broke is graded as broken (score
+    0, its entry naming the problem); it never fails the batch.
+    """
+    deadline = Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"])
+    refuse_reveal(request.reveal)
+    limits = current_app.config["GRADIENT_LIMITS"]
+    check_batch_size(len(request.entries), limits)
+    problem = request.gradients.problem
+    net = NetworkShape.of(problem)
+    gradable = [entry.submission for entry in request.entries if entry.submission is not None]
+    cost = grading_cost(
+        net,
+        passes_needed(problem),
+        sum(submission.numbers() for submission in gradable),
+        [field for submission in gradable for field in submission.fields()],
+        request.reveal,
+        body=http.content_length or 0,
+        submissions=len(request.entries),
+        broken=len(request.entries) - len(gradable),
+    )
+    check_request(net, cost, limits)
+    ratelimit.meter(cost, expensive=True)  # up to thousands of gradings: always metered
+    limit = quota.current()
+    results = grade_class(
+        grader(request, deadline),
+        request.entries,
+        request.format,
+        deadline,
+        admit=limit.admit if limit else None,
+        refusal=limit.refusal if limit else str,
+    )
+    return current_app.json.response({"results": results})
+
+
+def grader(request: CheckRequest | CheckBatchRequest, deadline: Deadline) -> Grader:
+    return Grader(
         request.gradients,
         request.tolerance,
         request.strict_shapes,
         request.reveal,
         deadline=deadline,
     )
-    report = grader.grade(request.submission)
-    metrics.count_diagnoses(r.diagnosis for r in report.results if r.diagnosis)
-    if request.format == "gradescope":
-        return current_app.json.response(GRADESCOPE_RESULTS.dump(gradescope_results(report)))
-    return current_app.json.response(CHECK_RESPONSE.dump(report))
+
+
+def refuse_reveal(reveal: bool) -> None:
+    """403 for reveal where GRADIENT_ALLOW_REVEAL=false: students must never see answers."""
+    if reveal and not current_app.config["GRADIENT_ALLOW_REVEAL"]:
+        raise Forbidden(
+            "reveal is switched off on this service (GRADIENT_ALLOW_REVEAL=false): it never "
+            'answers expected values. Leave "reveal" out; each field still says whether it '
+            "passed and which mistake explains it."
+        )
 
 
 @blp.route("/exercises", methods=["POST"])

@@ -19,6 +19,7 @@ from service import create_app
 from service.cli import main as cli
 from service.core import Limits
 from service.core.mistakes import passes_needed
+from service.core.submission import Tolerance
 
 PROBLEM = {
     "inputs": [[0.5, -1.0, 0.3], [1.5, 2.0, -0.7], [-0.2, 0.4, 1.1], [0.9, -1.3, 0.6]],
@@ -344,3 +345,31 @@ def test_the_cli_says_when_the_folder_has_no_submissions(tmp_path, capsys):
 
     assert status == 2
     assert "expected a folder of submission files" in capsys.readouterr().err
+
+
+INF, NAN = float("inf"), float("nan")
+
+
+@pytest.mark.parametrize(
+    "submitted, expected",
+    [
+        ([1.0, 2.0], [1.0, 2.0 + 1e-6]),
+        ([1.0, 2.0], [1.0, 2.1]),
+        ([INF, 1.0], [INF, 1.0]),
+        ([-INF, 1.0], [INF, 1.0]),
+        ([1e308, 1.0], [INF, 1.0]),
+        ([INF, 1.0], [1e308, 1.0]),
+        ([NAN, 1.0], [NAN, 1.0]),
+        ([NAN, 1.0], [1.0, 1.0]),
+        ([-1e308, 0.0], [1e308, 0.0]),
+        ([[1.0, 2.0]], [1.0, 2.0]),
+        (0.0, 1e-9),
+    ],
+)
+def test_the_fast_tolerance_answers_what_numpy_allclose_answers(submitted, expected):
+    tolerance = Tolerance(rtol=1e-5, atol=1e-8)
+    submitted, expected = np.array(submitted), np.array(expected)
+
+    with np.errstate(all="ignore"):
+        reference = np.allclose(submitted, expected, 1e-5, 1e-8)
+    assert tolerance.close(submitted, expected) == reference

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from marshmallow import ValidationError, fields, post_dump, post_load
 
 from service.core.limits import MAX_BATCH_SUBMISSIONS
-from service.core.submission import Submission
+from service.core.submission import Submission, Tolerance
 
 from .base import StrictSchema
 from .check import (
@@ -47,7 +47,7 @@ class Entry:
 class CheckBatchRequest:
     gradients: GradientsRequest
     entries: tuple[Entry, ...]
-    tolerance: object
+    tolerance: Tolerance
     strict_shapes: bool
     reveal: bool
     format: str

@@ -106,6 +106,15 @@ def test_the_quota_counts_per_student_and_per_assignment_and_not_anonymous_check
     assert statuses == [200, 429, 200, 200, 200, 200, 200]
 
 
+def test_ids_with_slashes_do_not_share_a_count():
+    client = quota_app(quota="1 per hour").test_client()
+
+    first = client.post("/v1/check", json=check("b/s1", "hw1"))
+    second = client.post("/v1/check", json=check("s1", "hw1/b"))
+
+    assert (first.status_code, second.status_code) == (200, 200)
+
+
 def test_without_a_quota_setting_a_student_checks_as_often_as_they_like():
     client = create_app({"TESTING": True}).test_client()
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+from urllib.parse import quote
 
 from flask import Flask, current_app
 from limits import parse
@@ -44,12 +45,13 @@ class Quota:
 
     def admit(self, student: str, assignment: str | None) -> int | None:
         """Count one check; None if it may run, else the seconds until the next one may."""
+        # limits joins identifiers with "/": quoted, ("a/b", "c") and ("a", "b/c") stay apart
         identifiers = (
             self.key_prefix,
             "quota",
             authenticated_key_id() or "-",
-            assignment or "-",
-            student,
+            quote(assignment or "-", safe=""),
+            quote(student, safe=""),
         )
         allowed = self.store.use(lambda _: self.limiter.hit(self.item, *identifiers))
         if allowed is None or allowed:  # None: the store failed, the check goes through

@@ -10,6 +10,7 @@ layer entries, an unknown field.
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -301,7 +302,15 @@ def test_a_broken_problem_is_refused_as_for_a_single_check(client, right):
     assert "layers.1.weights" in response.get_json()["errors"]
 
 
-def test_the_cli_grades_a_folder_one_student_per_file(tmp_path, right, capsys):
+@pytest.fixture
+def cli_in_process(monkeypatch):
+    """The CLI in this process silences the access log (its stdout is the answer): put it
+    back for the tests that run after."""
+    monkeypatch.setattr(logging.getLogger("gradient.access"), "disabled", False)
+    return cli
+
+
+def test_the_cli_grades_a_folder_one_student_per_file(tmp_path, right, capsys, cli_in_process):
     problem = tmp_path / "problem.json"
     problem.write_text(json.dumps(PROBLEM))
     folder = tmp_path / "submissions"
@@ -311,7 +320,7 @@ def test_the_cli_grades_a_folder_one_student_per_file(tmp_path, right, capsys):
         (folder / f"{student}.json").write_text(json.dumps(everyone[student]))
     (folder / "garbled.json").write_text("{not json")
 
-    status = cli(["check-batch", str(problem), str(folder)])
+    status = cli_in_process(["check-batch", str(problem), str(folder)])
 
     assert status == 0
     answer = json.loads(capsys.readouterr().out)
@@ -337,11 +346,11 @@ def test_the_cli_grades_a_folder_one_student_per_file(tmp_path, right, capsys):
     )
 
 
-def test_the_cli_says_when_the_folder_has_no_submissions(tmp_path, capsys):
+def test_the_cli_says_when_the_folder_has_no_submissions(tmp_path, capsys, cli_in_process):
     problem = tmp_path / "problem.json"
     problem.write_text(json.dumps(PROBLEM))
 
-    status = cli(["check-batch", str(problem), str(tmp_path / "missing")])
+    status = cli_in_process(["check-batch", str(problem), str(tmp_path / "missing")])
 
     assert status == 2
     assert "expected a folder of submission files" in capsys.readouterr().err

@@ -12,7 +12,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from service.operations.allocator import keep_freed_memory
 
-from . import core, http, layers, memory, requests, slowclients
+from . import batch, core, http, layers, memory, requests, slowclients
 from .report import Report
 
 # The allocator settings every gunicorn worker runs with, so that what this process
@@ -30,6 +30,7 @@ def main() -> int:
         ("HTTP under gunicorn's default configuration, targets 4 and 5", http.run),
         ("Memory, target 6", memory.run),
         ("Slow clients and throughput by worker model (issue 11)", slowclients.run),
+        ("A whole class in one call: /v1/check/batch (issue 16)", batch.run),
     ]
     only = set(sys.argv[1:])
     for title, run in sections:

@@ -84,22 +84,47 @@ class ToleranceSchema(StrictSchema):
 @dataclass(frozen=True)
 class CheckRequest:
     gradients: GradientsRequest
-    submission: Submission
+    submission: Submission | BrokenSubmission
     tolerance: Tolerance
     strict_shapes: bool
     reveal: bool
     format: str
     options: GradingOptions
+    student: str | None = None
+    assignment: str | None = None
 
 
-class CheckRequestSchema(NetworkProblemSchema, GradingOptionsSchema):
-    submission = GradableSubmission(SubmissionSchema, required=True)
+IDENTIFIER_LENGTH = 256
+STUDENT = "an opaque id of the student; with GRADIENT_CHECK_QUOTA, checks are counted per student"
+ASSIGNMENT = "an opaque id of the assignment; the quota counts per student and assignment"
+
+
+def identifier(description: str, **kwargs) -> fields.String:
+    """An opaque id chosen by the course (a student number, an assignment name)."""
+    return fields.String(
+        validate=validate.Length(
+            min=1, max=IDENTIFIER_LENGTH, error=f"must be 1 to {IDENTIFIER_LENGTH} characters."
+        ),
+        metadata={"description": description, "maxLength": IDENTIFIER_LENGTH},
+        **kwargs,
+    )
+
+
+class CheckOptionsSchema(NetworkProblemSchema, GradingOptionsSchema):
+    """The problem and the grading options /v1/check and /v1/check/batch share."""
+
     tolerance = fields.Nested(ToleranceSchema, load_default=Tolerance)
     strict_shapes = Flag(
         load_default=False,
         metadata={"description": "when false, db of shape (n,) and (1, n) are interchangeable"},
     )
     reveal = Flag(load_default=False, metadata={"description": "add the expected values"})
+    assignment = identifier(ASSIGNMENT, load_default=None)
+
+
+class CheckRequestSchema(CheckOptionsSchema):
+    submission = GradableSubmission(SubmissionSchema, required=True)
+    student = identifier(STUDENT, load_default=None)
 
     @validates_schema(skip_on_field_errors=False)
     def _broken_submission_is_an_error_without_an_autograder_format(self, data, **kwargs):
@@ -111,24 +136,9 @@ class CheckRequestSchema(NetworkProblemSchema, GradingOptionsSchema):
     def _check_submission(self, data, **kwargs):
         if isinstance(data["submission"], BrokenSubmission):
             return
-        submitted, expected = len(data["submission"].layers), len(data["layers"])
-        if submitted != expected:
-            self._refuse(
-                data,
-                {
-                    "layers": [
-                        f"got {submitted} entries, expected {expected}: one per layer of the "
-                        "problem, in order (null to skip a layer)."
-                    ]
-                },
-            )
-            return
-        errors = _absent_fields(data)
+        errors = submission_errors(data, data["submission"])
         if errors:
             self._refuse(data, errors)
-            return
-        if data["submission"].loss is None and not any(data["submission"].layers):
-            self._refuse(data, ["nothing to check: submit a loss or at least one layer's arrays."])
 
     @staticmethod
     def _refuse(data: dict, messages) -> None:
@@ -144,7 +154,7 @@ class CheckRequestSchema(NetworkProblemSchema, GradingOptionsSchema):
         broken = isinstance(submission, BrokenSubmission)
         return CheckRequest(
             gradients=gradients_request(
-                data, include=("z", "a", "dz") if broken else _computed(submission)
+                data, include=("z", "a", "dz") if broken else computed(submission)
             ),
             submission=submission,
             tolerance=data["tolerance"],
@@ -152,26 +162,47 @@ class CheckRequestSchema(NetworkProblemSchema, GradingOptionsSchema):
             reveal=data["reveal"],
             format=data["format"],
             options=grading_options(data),
+            student=data["student"],
+            assignment=data["assignment"],
         )
 
 
-def _computed(submission: Submission) -> tuple[str, ...]:
+def submission_errors(data: dict, submission: Submission) -> dict | list | None:
+    """What makes a parsed submission ungradable against the problem ``data``: the wrong
+    number of layer entries, fields the problem has no value for, or nothing at all."""
+    submitted, expected = len(submission.layers), len(data["layers"])
+    if submitted != expected:
+        return {
+            "layers": [
+                f"got {submitted} entries, expected {expected}: one per layer of the "
+                "problem, in order (null to skip a layer)."
+            ]
+        }
+    errors = _absent_fields(data, submission)
+    if errors:
+        return errors
+    if submission.loss is None and not any(submission.layers):
+        return ["nothing to check: submit a loss or at least one layer's arrays."]
+    return None
+
+
+def computed(*submissions: Submission) -> tuple[str, ...]:
     """z, a and dz are computed anyway; every layer's dx is kept only when one is submitted."""
-    dx = any("dx" in (fields or ()) for fields in submission.layers)
+    dx = any("dx" in (fields or ()) for s in submissions for fields in s.layers)
     return ("z", "a", "dz", "dx") if dx else ("z", "a", "dz")
 
 
-def _absent_fields(data: dict) -> dict:
+def _absent_fields(data: dict, submission: Submission) -> dict:
     """Submitted fields the problem has no value for: a loss with upstream, a db without a
     bias, a dW of a batchnorm layer, any gradient of a dropout layer."""
     errors: dict = {}
-    if data["upstream"] is not None and data["submission"].loss is not None:
+    if data["upstream"] is not None and submission.loss is not None:
         errors["loss"] = [
             "the problem sends upstream instead of targets and a loss, so it has no loss to "
             "check; leave submission.loss out."
         ]
     layer_errors = {}
-    for i, (layer, submitted) in enumerate(zip(data["layers"], data["submission"].layers)):
+    for i, (layer, submitted) in enumerate(zip(data["layers"], submission.layers)):
         has = ("z", "a", "dz", "dx", *LAYER_TYPES[layer["type"]].layouts(layer))
         absent = [name for name in submitted or () if name not in has]
         if absent:

@@ -33,7 +33,7 @@ class GradescopeTestSchema(StrictSchema):
     output = fields.String(required=True, metadata={"description": "Markdown"})
     output_format = fields.String(required=True, metadata={"enum": ["md"]})
     tags = fields.List(
-        fields.String(metadata={"enum": [*DIAGNOSES, "format_error"]}),
+        fields.String(metadata={"enum": [*DIAGNOSES, "format_error", "over_quota"]}),
         required=True,
         metadata={"description": "the diagnosis, for a failed field"},
     )

@@ -14,12 +14,17 @@ from schemas import (
     PrairieLearnResultsSchema,
     ProblemDetailsSchema,
 )
+from schemas.batch import (
+    BatchCheckResultSchema,
+    BatchGradescopeResultSchema,
+    BatchPrairieLearnResultSchema,
+)
 
 from .config import Config
 from .http import docs, openapi, requestlog
 from .http.errors import register_error_handlers
 from .http.json import JsonProvider
-from .operations import ratelimit
+from .operations import quota, ratelimit
 from .operations.auth import require_api_key
 from .routes import autograder, gradients, health, page
 
@@ -57,7 +62,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Order matters: the request id first, then the rate limit (which counts failed
     # authentications per address too), then the key check.
     requestlog.init_app(app)
-    ratelimit.init_app(app)
+    limit = ratelimit.init_app(app)
+    quota.init_app(app, limit.store if limit else None)
     app.before_request(require_api_key)
 
     app.config["API_SPEC_OPTIONS"] = openapi.spec_options(app.config)
@@ -65,12 +71,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     api.ma_plugin.converter.add_attribute_function(openapi.array_to_openapi)
     api.ma_plugin.converter.add_attribute_function(openapi.nullable_nested_to_openapi)
     api.ma_plugin.converter.add_attribute_function(openapi.nullable_enum_to_openapi)
+    api.ma_plugin.converter.add_attribute_function(openapi.gradable_to_openapi)
     api.ma_plugin.converter.add_attribute_function(openapi.layer_to_openapi)
     openapi.register_layer_types(api.spec)
-    # /v1/check answers one of two documents, so they are registered by name
+    # /v1/check answers one of three documents, so they are registered by name
     api.spec.components.schema("CheckResponse", schema=CheckResponseSchema)
     api.spec.components.schema("GradescopeResults", schema=GradescopeResultsSchema)
     api.spec.components.schema("PrairieLearnResults", schema=PrairieLearnResultsSchema)
+    # and each /v1/check/batch entry is one of these, with its student
+    api.spec.components.schema("BatchCheckResult", schema=BatchCheckResultSchema)
+    api.spec.components.schema("BatchGradescopeResult", schema=BatchGradescopeResultSchema)
+    api.spec.components.schema("BatchPrairieLearnResult", schema=BatchPrairieLearnResultSchema)
     api.register_blueprint(gradients.blp)
     api.register_blueprint(autograder.blp)
     api.register_blueprint(health.blp)

@@ -4,6 +4,7 @@
     gradient-service gradients problem.json
     gradient-service check problem.json submission.json
     gradient-service check --format prairielearn problem.json submission.json
+    gradient-service check-batch problem.json submissions/
     gradient-service exercise --seed 7 --layers 2,3,1 --activations tanh,sigmoid --loss bce
 
 The computing subcommands run the service's own app in process (the same core,
@@ -94,6 +95,36 @@ def _check(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
+def _check_batch(args: argparse.Namespace) -> dict[str, Any]:
+    """Every *.json file of the folder is one student's submission, the student its name
+    without .json, in name order.  A file that is not JSON is sent as its text, so that it
+    is graded as broken like any other submission the student broke."""
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: expected a folder of submission files (*.json)")
+    entries = []
+    for path in sorted(folder.glob("*.json")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            submission = json.loads(text)
+        except ValueError:
+            submission = text
+        if isinstance(submission, dict) and "submission" in submission:
+            submission = submission["submission"]
+        entries.append({"student": path.stem, "submission": submission})
+    if not entries:
+        raise ValueError(f"{folder}: no submission files (*.json) in it")
+    body = {**_load(args.problem), "submissions": entries}
+    for option in ("strict_shapes", "reveal"):
+        if getattr(args, option):
+            body[option] = True
+    if args.format != "json":
+        body["format"] = args.format
+    if args.assignment:
+        body["assignment"] = args.assignment
+    return body
+
+
 def _exercise(args: argparse.Namespace) -> dict[str, Any]:
     body: dict[str, Any] = {
         "seed": args.seed,
@@ -158,9 +189,12 @@ def _parser() -> argparse.ArgumentParser:
         )
         command.set_defaults(
             build=build,
-            path={"gradients": "/v1/gradients", "check": "/v1/check", "exercise": "/v1/exercises"}[
-                name
-            ],
+            path={
+                "gradients": "/v1/gradients",
+                "check": "/v1/check",
+                "check-batch": "/v1/check/batch",
+                "exercise": "/v1/exercises",
+            }[name],
         )
         return command
 
@@ -188,6 +222,25 @@ def _parser() -> argparse.ArgumentParser:
         default="json",
         help="json (the service's answer), gradescope or prairielearn (results.json), junit "
         "(JUnit XML); with the last three a broken submission is a grade of 0, exit 0",
+    )
+
+    batch = computing(
+        "check-batch",
+        "Grade a folder of submissions (one student per *.json file, named by the file) "
+        "against one problem; print the /v1/check/batch answer.",
+        "gradient-service check-batch examples/problem.json submissions/",
+        _check_batch,
+    )
+    batch.add_argument("problem", help="the problem, as for gradients")
+    batch.add_argument("folder", help="a folder of submission files, <student>.json")
+    batch.add_argument("--assignment", help="the assignment, for per-student quotas")
+    batch.add_argument("--strict-shapes", action="store_true", help="only the exact bias shape")
+    batch.add_argument("--reveal", action="store_true", help="include the expected values")
+    batch.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="json",
+        help="each entry in this format (junit: one testsuites document, a suite per student)",
     )
 
     exercise = computing(

@@ -17,11 +17,16 @@
 | GRADIENT_RATELIMIT_COMPUTE_SECONDS | 30 per minute | compute seconds per client, expensive work |
 | GRADIENT_EXPENSIVE_FLOPS | 100000000 | estimated work over which a request is expensive |
 | GRADIENT_TRUSTED_PROXIES | 0           | proxies in front whose X-Forwarded-For is trusted |
+| GRADIENT_MAX_BATCH_SUBMISSIONS | 2000  | submissions one /v1/check/batch grades (at most 20000) |
+| GRADIENT_CHECK_QUOTA     | (none)      | checks per student and assignment, e.g. "10 per hour" |
+| GRADIENT_ALLOW_REVEAL    | true        | false: a request asking for reveal gets 403      |
 
 The server's own settings (HOST, PORT, WEB_CONCURRENCY, ...) are read by
 service/operations/gunicorn_conf.py.  Expensive requests (service/operations/ratelimit.py)
 are those asking for a gradient_check and those estimated over GRADIENT_EXPENSIVE_FLOPS;
 past the store's timeout the rate limits fail open (service/operations/ratestore.py).
+GRADIENT_CHECK_QUOTA counts in the rate limit's store (service/operations/quota.py): set
+GRADIENT_RATELIMIT_STORAGE_URI to a Redis to share it across workers and replicas.
 
 GRADIENT_MAX_REQUEST_BYTES bounds what one request may add to a worker's memory
 at its peak (its body, arrays, every layer's activations and gradients, the
@@ -47,6 +52,7 @@ from collections.abc import Mapping
 from limits import parse
 
 from service.core import Limits
+from service.core.limits import MAX_BATCH_SUBMISSIONS
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:
@@ -102,6 +108,27 @@ def _rate(env: Mapping[str, str], name: str, default: str) -> str:
     return raw
 
 
+def _batch_size(env: Mapping[str, str], default: int) -> int:
+    value = _int(env, "GRADIENT_MAX_BATCH_SUBMISSIONS", default)
+    if value > MAX_BATCH_SUBMISSIONS:
+        raise ValueError(
+            f"GRADIENT_MAX_BATCH_SUBMISSIONS must be at most {MAX_BATCH_SUBMISSIONS:,} "
+            f"(the request schema's hard cap), got {value:,}"
+        )
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
 class Config:
     """Flask settings; ``from_env`` reads them when the app is created, not at import."""
 
@@ -141,6 +168,9 @@ class Config:
     RATELIMIT_STORAGE_TIMEOUT = 0.1
     RATELIMIT_COMPUTE_SECONDS = "30 per minute"
     GRADIENT_EXPENSIVE_FLOPS = 100_000_000
+    #: checks per student and assignment (service.operations.quota); None: no quota
+    GRADIENT_CHECK_QUOTA: str | None = None
+    GRADIENT_ALLOW_REVEAL = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> dict:
@@ -158,6 +188,7 @@ class Config:
                 env, "GRADIENT_MAX_CHECK_PARAMETERS", defaults.max_check_parameters
             ),
             max_request_bytes=_int(env, "GRADIENT_MAX_REQUEST_BYTES", defaults.max_request_bytes),
+            max_batch_submissions=_batch_size(env, defaults.max_batch_submissions),
         )
         settings["GRADIENT_TIME_BUDGET_SECONDS"] = _number(
             env, "GRADIENT_TIME_BUDGET_SECONDS", cls.GRADIENT_TIME_BUDGET_SECONDS
@@ -180,4 +211,6 @@ class Config:
         settings["GRADIENT_EXPENSIVE_FLOPS"] = _int(
             env, "GRADIENT_EXPENSIVE_FLOPS", cls.GRADIENT_EXPENSIVE_FLOPS
         )
+        settings["GRADIENT_CHECK_QUOTA"] = _rate(env, "GRADIENT_CHECK_QUOTA", "") or None
+        settings["GRADIENT_ALLOW_REVEAL"] = _flag(env, "GRADIENT_ALLOW_REVEAL", True)
         return settings

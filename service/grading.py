@@ -372,25 +372,3 @@ def _recognisable(k: float) -> bool:
         if 2 <= round(value) <= 1_000_000 and np.isclose(value, round(value), rtol=1e-9):
             return True
     return False
-
-
-def gradescope_results(report: Report) -> dict:
-    """Issue 16 replaced this minimal results.json with service.grading_formats.render; kept
-    only until the batch route (quotabatch) renders with it too, then to be deleted."""
-    return {
-        "score": report.correct,
-        "output": f"{report.correct} of {report.checked} checked fields are correct.",
-        "visibility": "visible",
-        "tests": [
-            {
-                "name": result.field,
-                "score": int(result.passed),
-                "max_score": 1,
-                "status": "passed" if result.passed else "failed",
-                "output": result.message
-                if result.passed
-                else f"[{result.diagnosis}] {result.message}",
-            }
-            for result in report.results
-        ],
-    }

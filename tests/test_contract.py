@@ -46,6 +46,13 @@ BODIES = {
     },
     "/v1/neuron": {"x": 1.5, "w": 0.8, "b": 0.1, "y": 1.0, "activation": "sigmoid", "loss": "bce"},
     "/v1/check": {**PROBLEM, "submission": {"layers": [None, {"db": [[0.1], [-0.05]]}]}},
+    "/v1/check/batch": {
+        **PROBLEM,
+        "submissions": [
+            {"student": "s1", "submission": {"layers": [None, {"db": [[0.1], [-0.05]]}]}},
+            {"student": "s2", "submission": {"layers": [None, {"db": "not numbers"}]}},
+        ],
+    },
     "/v1/exercises": {
         "seed": 7,
         "layer_sizes": [2, 3, 1],
@@ -334,6 +341,7 @@ def test_the_operations_have_ids_a_generator_names_functions_after(document):
         "/v1/gradients": "computeGradients",
         "/v1/neuron": "computeNeuron",
         "/v1/check": "checkSubmission",
+        "/v1/check/batch": "checkBatch",
         "/v1/exercises": "createExercise",
         "/healthz": "getHealth",
         "/readyz": "getReadiness",

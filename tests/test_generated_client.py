@@ -87,6 +87,7 @@ def api(generated, name: str):
         "compute_gradients": "gradients",
         "compute_neuron": "gradients",
         "check_submission": "autograder",
+        "check_batch": "autograder",
         "create_exercise": "autograder",
         "get_health": "health",
         "get_readiness": "health",
@@ -111,12 +112,14 @@ OPERATIONS = {
     "compute_gradients": ("/v1/gradients", "GradientsRequest"),
     "compute_neuron": ("/v1/neuron", "NeuronRequest"),
     "check_submission": ("/v1/check", "CheckRequest"),
+    "check_batch": ("/v1/check/batch", "CheckBatchRequest"),
     "create_exercise": ("/v1/exercises", "ExerciseRequest"),
 }
 ANSWERS = {  # operationId -> the generated model of its 200
     "compute_gradients": "GradientsResponse",
     "compute_neuron": "NeuronResponse",
     "check_submission": "CheckResponse",
+    "check_batch": "CheckBatchResponse200",
     "create_exercise": "ExerciseResponse",
 }
 #: schema-valid requests the service refuses (422): a rule across fields
@@ -124,6 +127,7 @@ REFUSED = {
     "compute_gradients": {**BODIES["/v1/gradients"], "targets": [[2.0], [0.0]]},
     "compute_neuron": {**BODIES["/v1/neuron"], "activation": "tanh"},
     "check_submission": {**PROBLEM, "submission": {"layers": [None]}},
+    "check_batch": {**BODIES["/v1/check/batch"], "targets": [[1.0, 0.0], [0.0, 1.0]]},
     "create_exercise": {**BODIES["/v1/exercises"], "activations": ["tanh"]},
 }
 
@@ -203,6 +207,15 @@ def test_the_generated_client_parses_a_gradescope_document(generated):
     parsed, answer, _ = call(generated, client_for(generated), "check_submission", body)
 
     assert_parsed_whole(parsed, answer, generated.models.GradescopeResults)
+
+
+def test_the_generated_client_parses_a_batch_in_gradescope_format(generated):
+    body = {**BODIES["/v1/check/batch"], "format": "gradescope"}
+
+    parsed, answer, _ = call(generated, client_for(generated), "check_batch", body)
+
+    assert [type(result).__name__ for result in parsed.results] == ["BatchGradescopeResult"] * 2
+    assert_parsed_whole(parsed, answer, generated.models.CheckBatchResponse200)
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)

@@ -15,6 +15,9 @@ from .neuron import NeuronProblem
 from .request_costs import neuron_cost
 
 MiB = 2**20
+#: A hard cap on a batch's list, checked by the schema before any entry is read (as
+#: schemas.fields.MAX_LAYERS is); the configured max_batch_submissions may not exceed it.
+MAX_BATCH_SUBMISSIONS = 20_000
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class Limits:
     max_check_parameters: int = 5_000
     #: bytes one request may hold at its peak: arrays, activations, gradients, its answer
     max_request_bytes: int = 256 * MiB
+    #: submissions one POST /v1/check/batch may grade
+    max_batch_submissions: int = 2_000
 
 
 def check_request(
@@ -81,6 +86,17 @@ def check_counts(
                 "(GRADIENT_MAX_CHECK_PARAMETERS): each parameter costs two forward passes. "
                 "Check a smaller network, or leave gradient_check off.",
             )
+
+
+def check_batch_size(submissions: int, limits: Limits) -> None:
+    """POST /v1/check/batch: how many submissions one call grades."""
+    if submissions > limits.max_batch_submissions:
+        raise LimitExceeded(
+            "submissions",
+            f"got {submissions:,} submissions, over this service's limit of "
+            f"{limits.max_batch_submissions:,} per call (GRADIENT_MAX_BATCH_SUBMISSIONS); "
+            "split the class over several calls.",
+        )
 
 
 def check_elements(elements: int, limits: Limits, fix: str = "send a smaller batch") -> None:

@@ -26,6 +26,10 @@ from .cost import (
 GRADIENT_ORDER = ("dW", "db", "dgamma", "dbeta")
 #: text of one graded field's result (its message, shapes and errors), generously
 FIELD_TEXT = 2048
+#: messages a submission graded as broken answers at most (one field path each)
+BROKEN_ERRORS = 10
+#: one submitted number against one expected value: subtract, abs, scale, add, compare
+COMPARE_FLOPS = 8
 
 
 def gradients_cost(
@@ -120,9 +124,18 @@ def grading_cost(
     fields: Sequence[tuple[int, str]],
     reveal: bool = False,
     body: int = 0,
+    submissions: int = 1,
+    broken: int = 0,
 ) -> Cost:
     """POST /v1/check: the reference pass and every mistaken pass, held at once (the grader
-    remembers each for the next field), and the comparisons of the largest field."""
+    remembers each for the next field), and the comparisons of the largest field.
+
+    POST /v1/check/batch is the same with ``submissions`` graded by one grader: ``submitted``
+    and ``fields`` are every submission's, all held at once (parsed together), the passes
+    still computed once; each answer adds its own text, a ``broken`` one up to
+    BROKEN_ERRORS messages.  Every submitted number is compared with the reference and, at
+    worst, with each mistaken pass.
+    """
     shapes = [field_shape(net, layer, name) for layer, name in fields]
     largest = max((prod(shape) for shape in shapes), default=1)
     if any(name == "dx" for _, name in fields):
@@ -145,10 +158,10 @@ def grading_cost(
             shapes if reveal else [],
             "json",
             "submit fewer fields, or leave reveal off",
-            extra_text=FIELD_TEXT * (len(fields) + 1),
+            extra_text=FIELD_TEXT * (len(fields) + submissions + broken * BROKEN_ERRORS),
         ),
     ]
-    return cost_of(parts, net.flops() * passes)
+    return cost_of(parts, net.flops() * passes + COMPARE_FLOPS * submitted * passes)
 
 
 def exercise_cost(net: NetworkShape, loss: str) -> Cost:

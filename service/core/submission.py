@@ -46,7 +46,15 @@ class Tolerance:
     atol: float = 1e-8
 
     def close(self, submitted: np.ndarray, expected: np.ndarray) -> bool:
-        return bool(np.allclose(submitted, expected, rtol=self.rtol, atol=self.atol))
+        """np.allclose's answer in about a third of its time (a class is thousands of
+        comparisons): |submitted - expected| <= atol + rtol * |expected| everywhere, as
+        isclose computes it; only an infinity in ``expected`` (isclose calls equal
+        infinities close) can change the answer, and then allclose gives it."""
+        if np.isinf(expected).any():
+            return bool(np.allclose(submitted, expected, rtol=self.rtol, atol=self.atol))
+        with np.errstate(invalid="ignore", over="ignore"):
+            within = np.abs(submitted - expected) <= self.atol + self.rtol * np.abs(expected)
+        return bool(within.all())
 
 
 @dataclass(frozen=True)

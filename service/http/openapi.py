@@ -17,6 +17,7 @@ from apispec import BasePlugin
 from marshmallow import fields
 
 from schemas import Array, ProblemDetailsSchema
+from schemas.batch import Gradable
 from schemas.layers import LAYER_TYPES, LayerField, component_name
 from service.operations.auth import PROTECTED_PREFIX
 
@@ -107,8 +108,13 @@ RESPONSES: dict[str, dict[str, Any]] = {
         "exceeded, or the result is not finite.",
         _headers(*_V1),
     ),
+    "FORBIDDEN": _problem(
+        "Switched off on this service: reveal, where GRADIENT_ALLOW_REVEAL=false.",
+        _headers(*_V1),
+    ),
     "TOO_MANY_REQUESTS": _problem(
-        "Over the rate limit: wait Retry-After seconds.",
+        "Over the rate limit, the compute budget, or (/v1/check) the student's quota "
+        "(GRADIENT_CHECK_QUOTA): wait Retry-After seconds.",
         _headers(*_V1, required=("Retry-After",)),
     ),
     "SERVICE_UNAVAILABLE": _problem(
@@ -240,6 +246,20 @@ def nullable_nested_to_openapi(self, field, ret: dict, **kwargs) -> dict:
         return {}
     del ret["anyOf"]
     return {"oneOf": [refs[0], null_only("object")]}
+
+
+def gradable_to_openapi(self, field, ret: dict, **kwargs) -> dict:
+    """A batch entry's submission: meant to be a Submission, but any value is accepted (a
+    broken one is graded as broken, score 0), so the document accepts any value there."""
+    if not isinstance(field, Gradable):
+        return {}
+    ret.pop("$ref", None)
+    ret.pop("allOf", None)
+    ret["description"] = (
+        "a Submission, as /v1/check's (#/components/schemas/Submission); any other value is "
+        "graded as broken (score 0), its entry naming the problem"
+    )
+    return {}
 
 
 def nullable_enum_to_openapi(self, field, ret: dict, **kwargs) -> dict:

@@ -139,15 +139,16 @@ class RateLimit:
         self.store.use(lambda store: store.incr(key, expiry, amount=spent_ms))
 
 
-def meter(cost: Cost, gradient_check: bool = False) -> None:
-    """In a view, once the request's ``cost`` passed the limits: meter it if it is expensive.
+def meter(cost: Cost, gradient_check: bool = False, expensive: bool = False) -> None:
+    """In a view, once the request's ``cost`` passed the limits: meter it if it is expensive
+    (``expensive``: whatever its FLOPs, as a batch of gradings is).
 
     ``cost.flops`` already counts every pass the request needs (the autograder's mistaken
     passes, a gradient check's nudges).  Raises TooManyRequests when this client's compute
     budget is spent.
     """
     limit = current_app.extensions.get(EXTENSION)
-    if limit is not None and limit.is_expensive(cost, gradient_check):
+    if limit is not None and (expensive or limit.is_expensive(cost, gradient_check)):
         limit.start_metering()
 
 

@@ -1,9 +1,11 @@
-"""POST /v1/check and POST /v1/exercises: grading a student's backprop, and giving them one."""
+"""POST /v1/check, /v1/check/batch and /v1/exercises: grading students' backprop, one or
+a whole class at a time, and giving each of them a problem."""
 
 import time
 
 from flask import current_app
 from flask import request as http
+from werkzeug.exceptions import Forbidden, TooManyRequests
 
 from schemas import (
     CheckRequest,
@@ -12,20 +14,22 @@ from schemas import (
     ExerciseRequestSchema,
     ExerciseResponseSchema,
 )
+from schemas.batch import CheckBatchRequest, CheckBatchRequestSchema
 from schemas.check import BrokenSubmission
+from service.batch import grade_class, render_class
 from service.core import compute_gradients
 from service.core.budget import Deadline
 from service.core.cost import NetworkShape
 from service.core.exercises import generate
 from service.core.grading_options import UngradableSubmission
-from service.core.limits import check_request
+from service.core.limits import check_batch_size, check_request
 from service.core.mistakes import passes_needed
 from service.core.request_costs import exercise_cost, grading_cost
 from service.grading import Grader, Report
 from service.grading_formats import render
 from service.http.errors import flatten_messages
 from service.http.openapi import one_of
-from service.operations import metrics, ratelimit
+from service.operations import metrics, quota, ratelimit
 
 from .blueprint import Blueprint
 
@@ -49,6 +53,11 @@ CHECK_EXAMPLE = {
 }
 
 
+#: What /v1/check and /v1/check/batch may answer besides the rest of /v1/'s errors.
+CHECK_ERRORS = {"403": "FORBIDDEN"}
+JUNIT = {"application/xml": {"schema": {"type": "string", "description": "JUnit XML"}}}
+
+
 @blp.route("/check", methods=["POST"])
 @blp.arguments(CheckRequestSchema(), example=CHECK_EXAMPLE)
 @blp.doc(
@@ -61,11 +70,10 @@ CHECK_EXAMPLE = {
                 "application/json": {
                     "schema": one_of("CheckResponse", "GradescopeResults", "PrairieLearnResults")
                 },
-                "application/xml": {
-                    "schema": {"type": "string", "description": "a JUnit XML testsuite"}
-                },
+                **JUNIT,
             },
-        }
+        },
+        **CHECK_ERRORS,
     },
 )
 def check(request: CheckRequest):
@@ -73,8 +81,12 @@ def check(request: CheckRequest):
 
     With `"format"` gradescope, prairielearn or junit the answer is that grader's document,
     and a submission that cannot be read is a grade of 0 that says why, not a 422.
+    With GRADIENT_CHECK_QUOTA set, a request naming its `student` counts against that
+    student's quota for the `assignment`: past it, 429 with Retry-After (with an autograder
+    format, a grade of 0 that says when the next check is allowed, so the grader records it).
     """
     started = time.perf_counter()
+    refuse_reveal(request.reveal)
     report = grade(request)
     body, mimetype = render(report, request.options, time.perf_counter() - started)
     if mimetype == "application/json":
@@ -83,8 +95,8 @@ def check(request: CheckRequest):
 
 
 def grade(request: CheckRequest) -> Report | UngradableSubmission:
-    """The graded report, or for a submission that could not be read, why (the problem
-    itself was valid: the schema refused it otherwise)."""
+    """The graded report, or for a submission that could not be read (or is over its
+    student's quota, with an autograder format) why: the problem itself was valid."""
     problem, submission = request.gradients.problem, request.submission
     net = NetworkShape.of(problem)
     if isinstance(submission, BrokenSubmission):
@@ -103,17 +115,34 @@ def grade(request: CheckRequest) -> Report | UngradableSubmission:
         body=http.content_length or 0,
     )
     check_request(net, cost, limits())
+    over = over_quota(request)
+    if over is not None:
+        return over
     ratelimit.meter(cost)
-    grader = Grader(
-        request.gradients,
-        request.tolerance,
-        request.strict_shapes,
-        request.reveal,
-        deadline=deadline,
-    )
-    report = grader.grade(submission)
+    report = grader(request, deadline).grade(submission)
     metrics.count_diagnoses(r.diagnosis for r in report.results if r.diagnosis)
     return report
+
+
+def over_quota(request: CheckRequest) -> UngradableSubmission | None:
+    """Count this check against its student's quota: None when it may run; past the quota
+    429, or with an autograder format a grade of 0 saying when the next check may run."""
+    limit = quota.current()
+    if limit is None or request.student is None:
+        return None
+    retry_after = limit.admit(request.student, request.assignment)
+    if retry_after is None:
+        return None
+    message = limit.refusal(retry_after)
+    if not request.options.autograder:
+        raise TooManyRequests(message, retry_after=retry_after)
+    return quota_refusal(message)
+
+
+def quota_refusal(message: str) -> UngradableSubmission:
+    return UngradableSubmission(
+        {"student": [message]}, summary=message, test_name="quota", tag="over_quota"
+    )
 
 
 def ungradable(broken: BrokenSubmission) -> UngradableSubmission:
@@ -124,6 +153,109 @@ def ungradable(broken: BrokenSubmission) -> UngradableSubmission:
 
 def limits():
     return current_app.config["GRADIENT_LIMITS"]
+
+
+BATCH_EXAMPLE = {
+    **{key: value for key, value in CHECK_EXAMPLE.items() if key != "submission"},
+    "assignment": "hw3",
+    "submissions": [
+        {"student": "s1", "submission": CHECK_EXAMPLE["submission"]},
+        {"student": "s2", "submission": {"layers": [None, {"db": [[0.2]]}]}},
+    ],
+}
+
+
+@blp.route("/check/batch", methods=["POST"])
+@blp.arguments(CheckBatchRequestSchema(), example=BATCH_EXAMPLE)
+@blp.doc(
+    operationId="checkBatch",
+    responses={
+        "200": {
+            "description": "One result per submission, in order: what /v1/check answers for "
+            "it, and its student. A broken submission, or one over its student's quota, "
+            "scores 0 and says why. With junit, one testsuites document, a testsuite per "
+            "student.",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["results"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "results": {
+                                "type": "array",
+                                "items": one_of(
+                                    "BatchCheckResult",
+                                    "BatchGradescopeResult",
+                                    "BatchPrairieLearnResult",
+                                ),
+                            }
+                        },
+                    }
+                },
+                **JUNIT,
+            },
+        },
+        **CHECK_ERRORS,
+    },
+)
+def check_batch(request: CheckBatchRequest):
+    """Grade a whole class's submissions of one problem in one call.
+
+    The reference and every mistaken backward pass are computed once for the problem,
+    not once per submission. A submission the student broke is graded as broken (score
+    0, its entry naming the problem); it never fails the batch.
+    """
+    deadline = Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"])
+    refuse_reveal(request.reveal)
+    check_batch_size(len(request.entries), limits())
+    problem = request.gradients.problem
+    net = NetworkShape.of(problem)
+    gradable = [entry.submission for entry in request.entries if entry.submission is not None]
+    cost = grading_cost(
+        net,
+        passes_needed(problem),
+        sum(submission.numbers() for submission in gradable),
+        [field for submission in gradable for field in submission.fields()],
+        request.reveal,
+        body=http.content_length or 0,
+        submissions=len(request.entries),
+        broken=len(request.entries) - len(gradable),
+    )
+    check_request(net, cost, limits())
+    ratelimit.meter(cost, expensive=True)  # up to thousands of gradings: always metered
+    limit = quota.current()
+    outcomes = grade_class(
+        grader(request, deadline),
+        request.entries,
+        deadline,
+        admit=limit.admit if limit else None,
+        refusal=limit.refusal if limit else str,
+    )
+    body, mimetype = render_class(outcomes, request.options)
+    if mimetype == "application/json":
+        return current_app.json.response(body)
+    return current_app.response_class(body, mimetype=mimetype)
+
+
+def grader(request: CheckRequest | CheckBatchRequest, deadline: Deadline) -> Grader:
+    return Grader(
+        request.gradients,
+        request.tolerance,
+        request.strict_shapes,
+        request.reveal,
+        deadline=deadline,
+    )
+
+
+def refuse_reveal(reveal: bool) -> None:
+    """403 for reveal where GRADIENT_ALLOW_REVEAL=false: students must never see answers."""
+    if reveal and not current_app.config["GRADIENT_ALLOW_REVEAL"]:
+        raise Forbidden(
+            "reveal is switched off on this service (GRADIENT_ALLOW_REVEAL=false): it never "
+            'answers expected values. Leave "reveal" out; each field still says whether it '
+            "passed and which mistake explains it."
+        )
 
 
 @blp.route("/exercises", methods=["POST"])

@@ -8,6 +8,7 @@ field; a convolution whose unfolded input would not fit is refused before it is 
 
 from __future__ import annotations
 
+import copy
 import tracemalloc
 
 import numpy as np
@@ -528,3 +529,43 @@ def test_a_conv_network_holds_no_more_than_its_estimate_in_every_pass():
         loss="cross_entropy",
     )
     assert_every_pass_within_estimate(problem)
+
+
+@pytest.mark.parametrize("path", ["/v1/gradients", "/v1/check"])
+def test_any_image_layer_field_replaced_or_removed_is_an_answer_or_a_422_never_a_500(client, path):
+    base = conv_pool_network("NHWC", "numpy")
+    if path == "/v1/check":
+        del base["include"]
+        base["submission"] = {"layers": [{"dW": base["layers"][0]["weights"]}, {}, {}, {}, {}]}
+    oddities = [None, "x", [], 0, -1, 2, 1.5, [[1.0]], [1, 2], {"a": 1}, True]
+    statuses = set()
+    for i in range(4):
+        for name in [*base["layers"][i], "stride", "pad", "pool", "ties"]:
+            for value in [*oddities, ...]:
+                request = copy.deepcopy(base)
+                if value is ...:
+                    request["layers"][i].pop(name, None)
+                else:
+                    request["layers"][i][name] = value
+                response = client.post(path, json=request)
+                assert response.status_code in (200, 422), (i, name, value, response.get_json())
+                statuses.add(response.status_code)
+    for name in ("inputs", "upstream", "targets", "layout", "loss"):
+        for value in [*oddities, [[[1.0]]], [[[[1.0]]]], np.zeros((3, 9, 10, 3)).tolist(), ...]:
+            request = copy.deepcopy(base)
+            if value is ...:
+                request.pop(name, None)
+            else:
+                request[name] = value
+            response = client.post(path, json=request)
+            assert response.status_code in (200, 422), (name, value, response.get_json())
+    assert statuses == {200, 422}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_base64_answers_carry_4d_arrays_in_the_layout(client, layout):
+    request = conv_pool_network(layout, "numpy") | {"encoding": "base64"}
+    answer = post(client, request)
+    conv = answer["layers"][0]
+    assert conv["dx"]["shape"] == ([3, 9, 10, 2] if layout == "NHWC" else [3, 2, 9, 10])
+    assert conv["dW"]["shape"] == ([3, 2, 2, 4] if layout == "NHWC" else [4, 2, 3, 2])

@@ -13,17 +13,22 @@ from .fields import Array, Number
 
 
 class LayerGradientsSchema(StrictSchema):
-    z = Array(ndims=(2,), metadata={"description": "the layer's output before its activation"})
-    a = Array(ndims=(2,), metadata={"description": "activation (included by default)"})
-    dz = Array(ndims=(2,), metadata={"description": "dL/dz, when included"})
+    z = Array(ndims=(2, 4), metadata={"description": "the layer's output before its activation"})
+    a = Array(ndims=(2, 4), metadata={"description": "activation (included by default)"})
+    dz = Array(ndims=(2, 4), metadata={"description": "dL/dz, when included"})
     dx = Array(
-        ndims=(2,),
+        ndims=(2, 4),
         metadata={"description": "dL/d(the layer's input), in the inputs' layout, when included"},
     )
-    dW = Array(ndims=(2,), metadata={"description": "dense: in the client's weights layout"})
+    dW = Array(
+        ndims=(2, 4),
+        metadata={"description": "dense, conv2d: in the client's weights layout"},
+    )
     db = Array(
-        ndims=(1, 2),
-        metadata={"description": "dense: in the client's bias shape; absent without a bias"},
+        ndims=(1, 2, 4),
+        metadata={
+            "description": "dense, conv2d: in the client's bias shape; absent without a bias"
+        },
     )
     dgamma = Array(ndims=(1, 2), metadata={"description": "norms: in the shape gamma was sent"})
     dbeta = Array(ndims=(1, 2), metadata={"description": "norms: in the shape beta was sent"})
@@ -44,8 +49,10 @@ class LayerGradientsSchema(StrictSchema):
 class UpdatedLayerSchema(StrictSchema):
     """A layer's parameters after one step of gradient descent, in the shapes sent."""
 
-    weights = Array(ndims=(2,), metadata={"description": "dense"})
-    biases = Array(ndims=(1, 2), metadata={"description": "dense; absent without a bias"})
+    weights = Array(ndims=(2, 4), metadata={"description": "dense, conv2d"})
+    biases = Array(
+        ndims=(1, 2, 4), metadata={"description": "dense, conv2d; absent without a bias"}
+    )
     gamma = Array(ndims=(1, 2), metadata={"description": "norms"})
     beta = Array(ndims=(1, 2), metadata={"description": "norms"})
 

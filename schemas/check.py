@@ -18,12 +18,12 @@ from .layers import LAYER_TYPES
 
 class SubmittedLayerSchema(StrictSchema):
     # Any well-formed array is accepted here: a wrong shape is a graded result, not an error.
-    z = Array(ndims=(0, 1, 2))
-    a = Array(ndims=(0, 1, 2))
-    dz = Array(ndims=(0, 1, 2))
-    dx = Array(ndims=(0, 1, 2), metadata={"description": "dL/d(the layer's input)"})
-    dW = Array(ndims=(0, 1, 2), metadata={"description": "dense"})
-    db = Array(ndims=(0, 1, 2), metadata={"description": "dense, with a bias"})
+    z = Array(ndims=(0, 1, 2, 4))
+    a = Array(ndims=(0, 1, 2, 4))
+    dz = Array(ndims=(0, 1, 2, 4))
+    dx = Array(ndims=(0, 1, 2, 4), metadata={"description": "dL/d(the layer's input)"})
+    dW = Array(ndims=(0, 1, 2, 4), metadata={"description": "dense"})
+    db = Array(ndims=(0, 1, 2, 4), metadata={"description": "dense, with a bias"})
     dgamma = Array(ndims=(0, 1, 2), metadata={"description": "batchnorm, layernorm"})
     dbeta = Array(ndims=(0, 1, 2), metadata={"description": "batchnorm, layernorm"})
 
@@ -234,7 +234,7 @@ class FieldResultSchema(StrictSchema):
     # null for a passing field: documented as anyOf the names and null (service.http.openapi)
     diagnosis = fields.String(allow_none=True, metadata={"enum": list(DIAGNOSES)})
     message = fields.String(required=True)
-    expected = Array(ndims=(0, 1, 2), metadata={"description": "only with reveal: true"})
+    expected = Array(ndims=(0, 1, 2, 4), metadata={"description": "only with reveal: true"})
     points = Number(metadata={"description": "the points this field earned"})
     max_points = Number(metadata={"description": "its points (1 unless points names it)"})
     credit = fields.String(

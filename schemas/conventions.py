@@ -7,11 +7,17 @@ done with an illegal one, so the error can say so.
 
 The rule behind the bias shapes: a bias must broadcast against z along the
 batch axis and nowhere else.
+
+4-D data (images) is always batch first; the request's ``"layout"`` says where
+the channels are: ``"NCHW"`` (canonical; CS231n, PyTorch) or ``"NHWC"`` (Andrew
+Ng's course 4, TensorFlow).  A request's Convention carries it
+(``convention_of``), so that every image array, and a convolution's filters,
+converts here too, in one place.  2-D data ignores it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -27,6 +33,12 @@ class Convention:
     weights_out_by_in: bool
     #: the forward formula, as the client would write it
     formula: str
+    #: 4-D data is (batch, H, W, C) rather than (batch, C, H, W) ("layout": "NHWC")
+    channels_last: bool = False
+
+    @property
+    def layout(self) -> str:
+        return "NHWC" if self.channels_last else "NCHW"
 
     # -- shapes ---------------------------------------------------------------
 
@@ -39,6 +51,27 @@ class Convention:
     def batch_and_units(self, shape: tuple[int, int]) -> tuple[int, int]:
         return (shape[1], shape[0]) if self.samples_are_columns else shape
 
+    def batch_and_sample(self, shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+        """The batch and one sample's canonical shape: (n,) for 2-D data, (C, H, W) for 4-D."""
+        if len(shape) == 4:
+            n, *rest = shape
+            return n, (rest[2], rest[0], rest[1]) if self.channels_last else tuple(rest)
+        batch, units = self.batch_and_units(shape)
+        return batch, (units,)
+
+    def image_shape(self, batch: int | str, sample: tuple) -> tuple:
+        """A 4-D array's shape in this layout, from the batch and a canonical (C, H, W)."""
+        channels, height, width = sample
+        if self.channels_last:
+            return (batch, height, width, channels)
+        return (batch, channels, height, width)
+
+    def sample_shape(self, batch: int | str, sample: tuple) -> tuple:
+        """A data array's shape in this convention: (batch, n) or (n, batch), or 4-D."""
+        if len(sample) == 3:
+            return self.image_shape(batch, sample)
+        return self.data_shape(batch, sample[0])
+
     def fan_in_and_out(self, shape: tuple[int, int]) -> tuple[int, int]:
         return (shape[1], shape[0]) if self.weights_out_by_in else shape
 
@@ -47,9 +80,27 @@ class Convention:
 
     # -- conversion: client <-> canonical (each is its own inverse) ------------
 
-    def data(self, array: np.ndarray) -> np.ndarray:
-        """inputs, targets, z, a, dz: client layout <-> canonical (batch, n)."""
+    def data(self, array: np.ndarray, back: bool = False) -> np.ndarray:
+        """inputs, targets, z, a, dz: client layout <-> canonical (batch, n).
+
+        4-D: the client's layout -> canonical (batch, C, H, W), or ``back`` to the client's.
+        """
+        if array.ndim == 4:
+            if not self.channels_last:
+                return array
+            return array.transpose((0, 2, 3, 1) if back else (0, 3, 1, 2))
         return array.T if self.samples_are_columns else array
+
+    def filters_shape_of(self, shape: tuple) -> tuple:
+        """A convolution's weights' shape read as canonical (F, C, HH, WW)."""
+        return (shape[3], shape[2], shape[0], shape[1]) if self.channels_last else tuple(shape)
+
+    def filters(self, array: np.ndarray, back: bool = False) -> np.ndarray:
+        """A convolution's weights and dW: the client's -> canonical (F, C, HH, WW), or back.
+        NHWC's are (HH, WW, C, F), Andrew Ng's W."""
+        if not self.channels_last:
+            return array
+        return array.transpose((2, 3, 1, 0) if back else (3, 2, 0, 1))
 
     def weights(self, array: np.ndarray) -> np.ndarray:
         """weights and dW: client layout <-> canonical (n_in, n_out)."""
@@ -112,6 +163,17 @@ class Convention:
             "silently add the same bias to every unit of each sample, a different one per "
             "sample, and give a wrong z with no error."
         )
+
+
+#: the request's "layout" of 4-D data -> whether the channels come last
+LAYOUTS = {"NCHW": False, "NHWC": True}
+
+
+def convention_of(data: dict) -> Convention:
+    """A request's convention, with the layout of its 4-D data."""
+    c = CONVENTIONS[data["convention"]]
+    channels_last = LAYOUTS[data.get("layout") or "NCHW"]
+    return replace(c, channels_last=True) if channels_last else c
 
 
 CONVENTIONS: dict[str, Convention] = {

@@ -152,7 +152,12 @@ class Array(fields.Field):
         self.documented_ndims = ndims if documented_ndims is None else documented_ndims
 
     def _expected(self) -> str:
-        names = {0: "a number", 1: "a list of numbers", 2: "a list of lists of numbers"}
+        names = {
+            0: "a number",
+            1: "a list of numbers",
+            2: "a list of lists of numbers",
+            4: "a 4-D nested list of numbers (batch, channels, height, width)",
+        }
         return " or ".join(names[n] for n in self.ndims)
 
     def _deserialize(self, value, attr, data, **kwargs) -> np.ndarray:
@@ -208,7 +213,13 @@ def _is_number(value: Any) -> bool:
 
 
 #: The nested list types msgspec checks an array of each number of dimensions against.
-_NUMBER_LISTS: dict[int, Any] = {0: float, 1: list[float], 2: list[list[float]]}
+_NUMBER_LISTS: dict[int, Any] = {
+    0: float,
+    1: list[float],
+    2: list[list[float]],
+    3: list[list[list[float]]],
+    4: list[list[list[list[float]]]],
+}
 
 
 def _only_numbers(value: Any, ndim: int) -> bool:

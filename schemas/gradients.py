@@ -27,7 +27,7 @@ from service.core.layers import KINDS
 from service.core.problem import DZ_SCALES, L2_STYLES
 
 from .base import StrictSchema
-from .conventions import CONVENTIONS, Convention
+from .conventions import CONVENTIONS, LAYOUTS, Convention, convention_of
 from .fields import (
     MAX_LAYERS,
     Array,
@@ -38,7 +38,7 @@ from .fields import (
     one_of,
     positive_number,
 )
-from .layers import DATA, LAYER_TYPES, WEIGHTS, LayerField, Layout
+from .layers import DATA, FILTERS, LAYER_TYPES, WEIGHTS, LayerField, Layout
 from .shape_rules import labels_sent, shape_errors
 
 INCLUDABLE = ("z", "a", "dz", "dx")
@@ -69,7 +69,7 @@ class GradientsRequest:
     def client_array(self, out: LayerResult, layer: int, name: str) -> np.ndarray:
         """One of a layer's results (z, a, dz, dx, a gradient, a state) in the client's shapes."""
         if name in INCLUDABLE:
-            return self.convention.data(getattr(out, name))
+            return self.convention.data(getattr(out, name), back=True)
         value = out.grads[name] if name in out.grads else out.state[name]
         return self.to_client(value, self.layouts[layer][name])
 
@@ -77,7 +77,9 @@ class GradientsRequest:
         if layout == WEIGHTS:
             return self.convention.weights(value)
         if layout == DATA:
-            return self.convention.data(value)
+            return self.convention.data(value, back=True)
+        if layout == FILTERS:
+            return self.convention.filters(value, back=True)
         return value.reshape(layout)
 
     def present(
@@ -126,10 +128,15 @@ class NetworkProblemSchema(StrictSchema):
     """The problem every endpoint shares: data, layers, loss, and their shape rules."""
 
     inputs = Array(
-        ndims=(1, 2),  # 1-D is parsed only to be refused with the shape rules' advice
-        documented_ndims=(2,),
+        ndims=(1, 2, 4),  # 1-D is parsed only to be refused with the shape rules' advice
+        documented_ndims=(2, 4),
         required=True,
-        metadata={"description": ("(batch, n_in) in numpy and torch; (n_in, batch) in columns.")},
+        metadata={
+            "description": (
+                "(batch, n_in) in numpy and torch; (n_in, batch) in columns. Images: 4-D, "
+                "(batch, C, H, W) in the NCHW layout, (batch, H, W, C) in NHWC."
+            )
+        },
     )
     targets = Array(
         ndims=(1, 2),  # 1-D: class labels, or refused with the shape rules' advice
@@ -144,14 +151,15 @@ class NetworkProblemSchema(StrictSchema):
         },
     )
     upstream = Array(
-        ndims=(1, 2),  # 1-D is parsed only to be refused with the shape rules' advice
-        documented_ndims=(2,),
+        ndims=(1, 2, 4),  # 1-D is parsed only to be refused with the shape rules' advice
+        documented_ndims=(2, 4),
         load_default=None,
         metadata={
             "description": (
                 "instead of targets and loss: dL/d(the last layer's output after its "
                 "activation), shaped like that output ((batch, n_out) in numpy and torch; "
-                "(n_out, batch) in columns), as CS231n's dout. The answer's loss is then null."
+                "(n_out, batch) in columns; 4-D after an image layer, in the layout), as "
+                "CS231n's dout. The answer's loss is then null."
             )
         },
     )
@@ -167,6 +175,18 @@ class NetworkProblemSchema(StrictSchema):
     loss = one_of(LOSSES, "loss", load_default=None)
     reduction = one_of(REDUCTIONS, "reduction", load_default="mean")
     convention = one_of(CONVENTIONS, "convention", load_default="numpy")
+    layout = one_of(
+        LAYOUTS,
+        "layout",
+        load_default="NCHW",
+        metadata={
+            "description": (
+                "how 4-D data (inputs, upstream, z, a, dz, dx) and convolution weights are laid "
+                "out: NCHW (CS231n, PyTorch; weights (F, C, HH, WW)) or NHWC (Andrew Ng's course "
+                "4, TensorFlow; weights (HH, WW, C, F)). 2-D data ignores it."
+            )
+        },
+    )
     l2 = Number(
         load_default=0.0,
         validate=validate.Range(min=0, error="must not be negative (got {input})."),
@@ -249,12 +269,14 @@ def gradients_request(
     encoding: str = "json",
 ) -> GradientsRequest:
     """The validated fields of a NetworkProblemSchema, as canonical arrays."""
-    c = CONVENTIONS[data["convention"]]
-    layers, width = [], c.batch_and_units(data["inputs"].shape)[1]
+    c = convention_of(data)
+    layers, sample = [], c.batch_and_sample(data["inputs"].shape)[1]
     for layer in data["layers"]:
-        core_layer = LAYER_TYPES[layer["type"]].to_core(layer, c, width)
+        kind = LAYER_TYPES[layer["type"]]
+        core_layer = kind.to_core(layer, c, sample[0] if kind.takes == "flat" else sample)
         layers.append(core_layer)
-        width = core_layer.units_out(width)
+        sample = core_layer.sample_out(sample)
+    width = sample[0]
     targets = data["targets"]
     if targets is not None and labels_sent(c, targets, data["loss"], width):
         targets = targets.reshape(-1).astype(np.int64)  # class labels: (batch,) in the core

@@ -221,7 +221,7 @@ class Grader:
         ]
         l2 = self._l2_term(layer)
         for which, x in candidates:
-            if x.shape[1] != n_in:
+            if x.ndim != 2 or x.shape[1] != n_in:  # an image is no dense layer's input
                 continue
             wrong = self.request.to_client(
                 self._param_scale() * (x.T @ dz), self.request.layouts[layer]["dW"]

@@ -187,7 +187,14 @@ def test_an_exercise_too_large_to_hold_is_refused_before_it_is_generated(client,
 
 
 def test_every_layer_kind_has_its_cost_entry():
-    assert set(LAYER_COSTS) == set(KINDS) == {"dense", "batchnorm", "layernorm", "dropout"}
+    assert (
+        set(LAYER_COSTS)
+        == set(KINDS)
+        == {
+            *("dense", "batchnorm", "layernorm", "dropout"),
+            *("conv2d", "maxpool2d", "avgpool2d", "flatten"),
+        }
+    )
 
 
 def test_a_bias_free_layer_is_priced_without_its_bias_and_dx_with_its_arrays():

@@ -453,7 +453,7 @@ def test_an_explicit_dense_type_is_the_default_layer(client):
 
 def test_an_unknown_layer_type_names_the_known_types(client):
     field_error(
-        client, with_layer(1, type="conv2d"), "layers.1.type", "'conv2d'", "expected one of dense"
+        client, with_layer(1, type="lstm"), "layers.1.type", "'lstm'", "expected one of dense"
     )
 
 

@@ -100,6 +100,51 @@ def _layernorm(layer: dict, a: torch.Tensor, columns: bool):
 NORMS = {"batchnorm": _batchnorm, "layernorm": _layernorm}
 
 
+def _pair(value, default) -> tuple[int, int]:
+    value = default if value is None else value
+    return tuple(value) if isinstance(value, list) else (value, value)
+
+
+def _to_nchw(a: torch.Tensor, nhwc: bool) -> torch.Tensor:
+    return a.permute(0, 3, 1, 2) if nhwc else a
+
+
+def _from_nchw(a: torch.Tensor, nhwc: bool) -> torch.Tensor:
+    return a.permute(0, 2, 3, 1) if nhwc else a
+
+
+def _conv2d(layer: dict, a: torch.Tensor, nhwc: bool) -> tuple[torch.Tensor, dict]:
+    """F.conv2d on the input as sent (NHWC permuted to torch's NCHW and back); the weights
+    and biases are leaves in the shapes sent ((HH, WW, C, F) in NHWC, Ng's (1, 1, 1, F))."""
+    w = torch.tensor(layer["weights"], requires_grad=True)
+    b = layer.get("biases")
+    b = None if b is None else torch.tensor(b, requires_grad=True)
+    z = F.conv2d(
+        _to_nchw(a, nhwc),
+        w.permute(3, 2, 0, 1) if nhwc else w,
+        None if b is None else b.reshape(-1),
+        stride=_pair(layer.get("stride"), 1),
+        padding=_pair(layer.get("pad"), 0),
+    )
+    return _from_nchw(z, nhwc), {"dW": w} | ({} if b is None else {"db": b})
+
+
+def _pool(layer: dict, a: torch.Tensor, nhwc: bool) -> torch.Tensor:
+    pool = _pair(layer["pool"], None)
+    stride = _pair(layer.get("stride"), layer["pool"])
+    x = _to_nchw(a, nhwc)
+    if layer["type"] == "avgpool2d":
+        out = F.avg_pool2d(x, pool, stride)
+    elif layer.get("ties", "first") == "first":
+        out = F.max_pool2d(x, pool, stride)
+    else:  # Ng's mask = (x == max): the whole gradient to every tied position
+        windows = x.unfold(2, pool[0], stride[0]).unfold(3, pool[1], stride[1])
+        top = windows.amax(dim=(-2, -1), keepdim=True).detach()
+        mask = (windows.detach() == top).to(x.dtype)
+        out = top[..., 0, 0] + ((windows - windows.detach()) * mask).sum(dim=(-2, -1))
+    return _from_nchw(out, nhwc)
+
+
 def reference(request: dict) -> dict:
     """loss, and per layer z, a, dz, dx and its parameters' gradients (dW, db; dgamma,
     dbeta), and a batchnorm's updated running statistics (client's shapes) as NumPy arrays.
@@ -111,6 +156,7 @@ def reference(request: dict) -> dict:
     """
     convention = request.get("convention", "numpy")
     columns = convention == "columns"
+    nhwc = request.get("layout", "NCHW") == "NHWC"
     unit_dim = 0 if columns else 1
     a = torch.tensor(request["inputs"], requires_grad=True)
 
@@ -122,6 +168,13 @@ def reference(request: dict) -> dict:
             z, named, state = NORMS[kind](layer, a, columns)
         elif kind == "dropout":
             z, named, state = _dropout(layer, a), {}, {}
+        elif kind == "conv2d":
+            (z, named), state = _conv2d(layer, a, nhwc), {}
+        elif kind in ("maxpool2d", "avgpool2d"):
+            z, named, state = _pool(layer, a, nhwc), {}, {}
+        elif kind == "flatten":  # the client's own layout's order: NCHW or NHWC as sent
+            rows = a.reshape(a.shape[0], -1)
+            z, named, state = (rows.T if columns else rows), {}, {}
         else:
             (z, named), state = _dense(layer, a, convention), {}
         z.retain_grad()

@@ -18,14 +18,18 @@ from functools import cache
 from marshmallow import Schema, ValidationError, fields
 
 from ..fields import Choice, json_type
-from .base import ACTIVATION_NAMES, DATA, WEIGHTS, Chained, LayerType, Layout
+from .base import ACTIVATION_NAMES, DATA, FILTERS, WEIGHTS, Chained, LayerType, Layout
 from .batchnorm import BATCHNORM
+from .conv2d import CONV2D
 from .dense import DENSE
 from .dropout import DROPOUT
+from .flatten import FLATTEN
 from .layernorm import LAYERNORM
+from .pool2d import AVGPOOL2D, MAXPOOL2D
 
 LAYER_TYPES: dict[str, LayerType] = {
-    kind.name: kind for kind in (DENSE, BATCHNORM, LAYERNORM, DROPOUT)
+    kind.name: kind
+    for kind in (DENSE, BATCHNORM, LAYERNORM, DROPOUT, CONV2D, MAXPOOL2D, AVGPOOL2D, FLATTEN)
 }
 
 
@@ -71,6 +75,7 @@ class LayerField(fields.Field):
 __all__ = [
     "ACTIVATION_NAMES",
     "DATA",
+    "FILTERS",
     "LAYER_TYPES",
     "WEIGHTS",
     "Chained",

@@ -17,6 +17,8 @@ from ..conventions import Convention
 #: the client sent the parameter in (db, dgamma, running_mean: a tuple).
 WEIGHTS = "weights"
 DATA = "data"
+#: a convolution's weights and dW: (F, C, HH, WW) in NCHW, (HH, WW, C, F) in NHWC
+FILTERS = "filters"
 Layout = str | tuple[int, ...]
 ACTIVATION_NAMES = (*ACTIVATIONS, *ALIASES)
 
@@ -30,7 +32,8 @@ class Chained:
     """
 
     errors: dict
-    n_out: int | None
+    #: units out (a flat layer), or one sample's canonical (C, H, W) (an image layer)
+    n_out: int | tuple[int, ...] | None
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,9 @@ class LayerType:
     layouts: Callable[[dict], Mapping[str, Layout]]
     #: the activation when the layer sends none
     default_activation: str | None = "identity"
+    #: the data it takes: "flat" (batch, n) samples, whose width ``chain`` gets as an int,
+    #: or "image" (batch, C, H, W) samples, whose canonical (C, H, W) it gets as a tuple
+    takes: str = "flat"
 
 
 def vector_shape(array: np.ndarray | None) -> tuple[int, ...] | None:

@@ -100,6 +100,21 @@ class LayerShape:
     held: tuple[Shape, ...] = ()
     #: what its answer carries besides gradients, by name (a mask drawn from a seed)
     state: tuple[tuple[str, Shape], ...] = ()
+    #: one sample's shape in and out: (n_in,) and (n_out,) for flat data (the default),
+    #: (C, H, W) for images; n_in and n_out are their sizes
+    in_shape: Shape = ()
+    out_shape: Shape = ()
+    #: the kind's settings that size its work (a convolution's stride and pad, a pool's window)
+    settings: tuple[tuple[str, object], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.in_shape:
+            object.__setattr__(self, "in_shape", (self.n_in,))
+        if not self.out_shape:
+            object.__setattr__(self, "out_shape", (self.n_out,))
+
+    def setting(self, name: str, default: object = None) -> object:
+        return dict(self.settings).get(name, default)
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,10 @@ class LayerCost:
 LAYER_COSTS: dict[str, Callable[[int, LayerShape], LayerCost]] = {}
 
 
+#: the settings LayerShape keeps, because they size a kind's work (kinds read them in cost)
+SIZING_SETTINGS = ("stride", "pad", "pool")
+
+
 def dense_shape(n_in: int, n_out: int, activation: str, bias: bool = True) -> LayerShape:
     parameters = ((n_in, n_out), (n_out,)) if bias else ((n_in, n_out),)
     return LayerShape("dense", n_in, n_out, parameters, activation)
@@ -135,24 +154,29 @@ class NetworkShape:
     @classmethod
     def of(cls, problem) -> NetworkShape:
         """A core.Problem's shapes, whatever its layers' kinds and its targets' form."""
-        layers, (batch, n_in) = [], problem.inputs.shape
+        layers, batch, sample = [], problem.inputs.shape[0], problem.inputs.shape[1:]
         for layer in problem.layers:
-            n_out = layer.units_out(n_in)
+            out = layer.sample_out(sample)
             shapes = tuple(p.shape for p in layer.params.values())
             layers.append(
                 LayerShape(
                     layer.kind,
-                    n_in,
-                    n_out,
+                    prod(sample),
+                    prod(out),
                     shapes,
                     layer.activation,
                     held=layer.held_shapes(),
-                    state=tuple(layer.state_shapes(batch, n_in).items()),
+                    state=tuple(layer.state_shapes(batch, prod(sample)).items()),
+                    in_shape=sample,
+                    out_shape=out,
+                    settings=tuple(
+                        (k, v) for k, v in layer.settings.items() if k in SIZING_SETTINGS
+                    ),
                 )
             )
-            n_in = n_out
-        batch, n_in = problem.inputs.shape
+            sample = out
         labels = problem.targets is not None and problem.targets.ndim == 1
+        n_in = prod(problem.inputs.shape[1:])
         return cls(batch=batch, n_in=n_in, layers=tuple(layers), labels=labels)
 
     @classmethod
@@ -261,7 +285,9 @@ def result_shapes(net: NetworkShape, include: Iterable[str] = ("a",)) -> list[Sh
     include = tuple(include)
     shapes: list[Shape] = []
     for layer in net.layers:
-        shapes += [(net.batch, layer.n_in if name == "dx" else layer.n_out) for name in include]
+        shapes += [
+            (net.batch, *(layer.in_shape if name == "dx" else layer.out_shape)) for name in include
+        ]
         shapes += list(layer.parameters)
         shapes += [shape for _, shape in layer.state]
     return shapes

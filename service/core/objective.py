@@ -6,6 +6,8 @@ autograder recomputes passes with it misplaced, so it is a function of its own.
 
 from __future__ import annotations
 
+from math import prod
+
 import numpy as np
 
 from .layers import KINDS
@@ -25,10 +27,10 @@ def loss_scale(problem: Problem) -> float:
 
 def output_shape(problem: Problem) -> tuple[int, int]:
     """(batch, n_out) of the last layer's output, whether the targets are dense or labels."""
-    batch, n = problem.inputs.shape
+    batch, shape = problem.inputs.shape[0], problem.inputs.shape[1:]
     for layer in problem.layers:
-        n = layer.units_out(n)
-    return batch, n
+        shape = layer.sample_out(shape)
+    return batch, prod(shape)
 
 
 def l2_penalty(problem: Problem, layers: tuple[Layer, ...] | None = None) -> float:

@@ -46,6 +46,10 @@ class Layer:
     def units_out(self, n_in: int) -> int:
         return KINDS[self.kind].units_out(n_in, self.params)
 
+    def sample_out(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """One sample's shape out for one sample's shape in: (n,) flat, (C, H, W) an image."""
+        return KINDS[self.kind].out_shape(shape, self.params, self.settings)
+
     def held_shapes(self) -> tuple[tuple[int, ...], ...]:
         """The shapes of the arrays among its settings (a sent mask): the request holds them."""
         return tuple(v.shape for v in self.settings.values() if isinstance(v, np.ndarray))
@@ -67,7 +71,7 @@ def dense_layer(weights: Array, biases: Array | None, activation: str) -> Layer:
 
 @dataclass(frozen=True)
 class Problem:
-    inputs: Array  # (batch, n_in)
+    inputs: Array  # (batch, n_in), or (batch, C, H, W) images (canonical NCHW)
     #: (batch, n_out), or int64 class labels (batch,) for a loss that takes them
     #: (service.core.losses); None when upstream is sent
     targets: Array | None

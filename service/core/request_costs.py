@@ -110,9 +110,9 @@ def field_shape(net: NetworkShape, layer: int, name: str) -> Shape:
     """The shape of one graded field's expected value (canonical; the client's has as many)."""
     shape = net.layers[layer]
     if name in ("z", "a", "dz"):
-        return (net.batch, shape.n_out)
+        return (net.batch, *shape.out_shape)
     if name == "dx":
-        return (net.batch, shape.n_in)
+        return (net.batch, *shape.in_shape)
     # a gradient: its parameter's shape, parameters in their gradients' order (dW, db; ...)
     return shape.parameters[min(GRADIENT_ORDER.index(name) % 2, len(shape.parameters) - 1)]
 

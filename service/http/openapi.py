@@ -281,7 +281,16 @@ def register_layer_types(spec) -> None:
     """Each layer type's schema, which a layer is ``oneOf`` (layer_to_openapi); registered
     once the custom fields' converters are in place, since these schemas use them."""
     for kind, layer_type in LAYER_TYPES.items():
-        spec.components.schema(component_name(kind), schema=layer_type.schema)
+        spec.components.schema(
+            component_name(kind), component=EXTRA.get(kind, {}), schema=layer_type.schema
+        )
+
+
+#: A conv2d layer requires ``type: conv2d``, which DenseLayer's ``type`` enum excludes, so
+#: the two are exclusive; Redocly's overlap rule only sees that when both require ``type``,
+#: and dense cannot (a layer of before the types, without one, stays valid).  minProperties
+#: (true: type and weights) puts the schema outside what the rule analyses.
+EXTRA = {"conv2d": {"minProperties": 2}}
 
 
 def layer_to_openapi(self, field, ret: dict, **kwargs) -> dict:

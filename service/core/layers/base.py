@@ -16,6 +16,8 @@ Params = Mapping[str, Array]
 Settings = Mapping[str, Any]
 #: whatever forward keeps for backward: a value, never state on the layer
 Cache = Any
+#: one sample's shape: (n,) for flat data, (C, H, W) for an image (canonical NCHW)
+Shape = tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -41,3 +43,13 @@ class Kind:
     state_shapes: Callable[[int, int, Settings], dict[str, tuple[int, ...]]] = (
         lambda batch, n_in, settings: {}
     )
+    #: (per-sample shape in, its parameters, settings) -> per-sample shape out, for a kind
+    #: whose data is not flat ((C, H, W) images: conv2d, the pools, flatten).  None: the kind
+    #: takes flat (n,) samples and ``units_out`` says its width.
+    sample_out: Callable[[Shape, Params, Settings], Shape] | None = None
+
+    def out_shape(self, shape: Shape, params: Params, settings: Settings) -> Shape:
+        """The per-sample shape this kind answers for a per-sample shape in."""
+        if self.sample_out is not None:
+            return self.sample_out(shape, params, settings)
+        return (self.units_out(shape[0], params),)

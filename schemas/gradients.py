@@ -39,7 +39,8 @@ from .fields import (
     positive_number,
 )
 from .layers import DATA, FILTERS, LAYER_TYPES, WEIGHTS, LayerField, Layout
-from .shape_rules import labels_sent, shape_errors
+from .shape_rules import shape_errors
+from .target_rules import labels_sent
 
 INCLUDABLE = ("z", "a", "dz", "dx")
 DZ_SCALE_TEXT = (

@@ -268,11 +268,3 @@ class CheckResponseSchema(StrictSchema):
         fields.String(),
         metadata={"description": 'the fields credited with partial_credit "propagated"'},
     )
-    format_errors = fields.Dict(
-        keys=fields.String(),
-        values=fields.List(fields.String()),
-        metadata={
-            "description": "only for a submission that could not be read, where it is graded "
-            "rather than refused: its errors by path (score 0, no results)"
-        },
-    )

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from schemas.batch import Entry
 from service.core.budget import Deadline
 from service.core.grading_options import GradingOptions, UngradableSubmission
+from service.core.request_costs import BROKEN_ERRORS
 from service.grading import Grader, Report
 from service.grading_formats import junit_testsuites, render
+from service.http.errors import flatten_messages
 
-from .check_results import broken_errors, render_ungradable
 from .operations import metrics
 
 #: (student, assignment) -> None when the check may run, else seconds until the next may
@@ -28,20 +29,9 @@ Admit = Callable[[str, str | None], int | None]
 
 
 @dataclass(frozen=True)
-class Refused:
-    """A submission that earned nothing without being graded, and why: as the autograder
-    formats show it, and as the JSON entry's detail, errors and retry_after say it."""
-
-    ungradable: UngradableSubmission
-    detail: str
-    errors: dict[str, list[str]] | None = None
-    retry_after: int | None = None
-
-
-@dataclass(frozen=True)
 class Outcome:
     student: str
-    result: Report | Refused
+    result: Report | UngradableSubmission
     seconds: float
 
 
@@ -52,21 +42,17 @@ def grade_class(
     admit: Admit | None = None,
     refusal: Callable[[int], str] = str,
 ) -> list[Outcome]:
-    """One outcome per entry, in order: graded, broken (naming the problem), or over its
-    student's quota (saying when the next check is allowed)."""
+    """One outcome per entry, in order: graded, broken (naming at most BROKEN_ERRORS of its
+    problems), or over its student's quota (saying when the next check is allowed)."""
     outcomes = []
     for entry in entries:
         deadline.check()
         started = time.perf_counter()
         if entry.submission is None:
-            errors, detail = broken_errors(entry.errors)
-            result: Report | Refused = Refused(UngradableSubmission(errors), detail, errors)
+            errors, omitted = flatten_messages({"submission": entry.errors}, limit=BROKEN_ERRORS)
+            result: Report | UngradableSubmission = UngradableSubmission(errors, omitted)
         elif admit is not None and (retry_after := admit(entry.student, entry.assignment)):
-            message = refusal(retry_after)
-            over = UngradableSubmission(
-                {"student": [message]}, summary=message, test_name="quota", tag="over_quota"
-            )
-            result = Refused(over, message, retry_after=retry_after)
+            result = UngradableSubmission.over_quota(refusal(retry_after), retry_after)
         else:
             result = grader.grade(entry.submission)
             metrics.count_diagnoses(r.diagnosis for r in result.results if r.diagnosis)
@@ -77,19 +63,7 @@ def grade_class(
 def render_class(outcomes: list[Outcome], options: GradingOptions) -> tuple[dict | str, str]:
     """The class's answer: {"results": [...]} in a JSON format, one testsuites for junit."""
     if options.format == "junit":
-        entries = [(o.student, _gradable(o.result), o.seconds) for o in outcomes]
+        entries = [(o.student, o.result, o.seconds) for o in outcomes]
         return junit_testsuites(entries, options), "application/xml"
-    return {"results": [_entry(outcome, options) for outcome in outcomes]}, "application/json"
-
-
-def _gradable(result: Report | Refused) -> Report | UngradableSubmission:
-    return result.ungradable if isinstance(result, Refused) else result
-
-
-def _entry(outcome: Outcome, options: GradingOptions) -> dict:
-    result = outcome.result
-    if isinstance(result, Refused) and options.format == "json":
-        body = render_ungradable(result.detail, result.errors, result.retry_after)
-    else:
-        body, _ = render(_gradable(result), options, outcome.seconds)
-    return {"student": outcome.student, **body}
+    results = [{"student": o.student, **render(o.result, options, o.seconds)[0]} for o in outcomes]
+    return {"results": results}, "application/json"

@@ -69,3 +69,26 @@ class UngradableSubmission:
     #: the failed test's name (Gradescope, JUnit) and its tag or failure type
     test_name: str = "submission format"
     tag: str = "format_error"
+    #: over a quota: seconds until the student's next check may run
+    retry_after: int | None = None
+
+    @classmethod
+    def over_quota(cls, message: str, retry_after: int) -> UngradableSubmission:
+        """A check refused by its student's quota: a grade of 0 saying when the next may run."""
+        return cls(
+            {"student": [message]},
+            summary=message,
+            test_name="quota",
+            tag="over_quota",
+            retry_after=retry_after,
+        )
+
+    @property
+    def detail(self) -> str:
+        """One line saying why: the first problem of a broken submission, or the summary."""
+        if self.tag != "format_error" or not self.errors:
+            return self.summary
+        path, messages = next(iter(self.errors.items()))
+        more = len(self.errors) - 1 + self.omitted
+        tail = f" (and {more:,} more field(s); see errors)" if more else ""
+        return f"the submission could not be graded: {path}: {messages[0]}{tail}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from schemas import CheckResponseSchema
 from service.core.grading_options import GradingOptions, UngradableSubmission
 from service.grading import FieldResult, Report
@@ -46,27 +48,25 @@ class NativeJson:
 
     @staticmethod
     def ungradable(broken: UngradableSubmission, options: GradingOptions, _time: float):
+        """Score 0 and ``detail`` saying why; a broken submission's ``errors`` by path, a
+        refused one's ``retry_after``.  /v1/check answers these as a 422 or a 429 in this
+        format; a /v1/check/batch entry, which cannot, carries them."""
         document = {
             "passed": False,
             "score": 0.0,
             "checked": 0,
             "correct": 0,
             "results": [],
-            "format_errors": dict(broken.errors),
+            "detail": broken.detail,
         }
-        return _CHECK_RESPONSE.dump(document), JSON
+        if broken.tag == "format_error" and broken.errors:
+            document["errors"] = dict(broken.errors)
+        if broken.retry_after is not None:
+            document["retry_after"] = broken.retry_after
+        return document, JSON
 
 
 def _field_dict(result: FieldResult) -> dict:
-    names = (
-        "field",
-        "passed",
-        "expected_shape",
-        "submitted_shape",
-        "max_abs_error",
-        "max_rel_error",
-        "diagnosis",
-        "message",
-        "expected",
-    )
-    return {name: getattr(result, name) for name in names}
+    """A field's result as /v1/check answers it (what the grader keeps for partial credit,
+    the layers its mistake was made in, is not shown)."""
+    return {f.name: getattr(result, f.name) for f in fields(result) if f.name != "mistake_layers"}

@@ -136,13 +136,7 @@ def over_quota(request: CheckRequest) -> UngradableSubmission | None:
     message = limit.refusal(retry_after)
     if not request.options.autograder:
         raise TooManyRequests(message, retry_after=retry_after)
-    return quota_refusal(message)
-
-
-def quota_refusal(message: str) -> UngradableSubmission:
-    return UngradableSubmission(
-        {"student": [message]}, summary=message, test_name="quota", tag="over_quota"
-    )
+    return UngradableSubmission.over_quota(message, retry_after)
 
 
 def ungradable(broken: BrokenSubmission) -> UngradableSubmission:

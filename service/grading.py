@@ -23,6 +23,7 @@ from service.core.network import forward
 from service.core.objective import l2_gradient_factor, loss_scale
 from service.core.shapes import shape_text
 from service.core.submission import Submission, Tolerance
+from service.grading_shapes import shape_mistake
 
 if TYPE_CHECKING:
     from schemas.gradients import GradientsRequest
@@ -309,6 +310,10 @@ class Grader:
         if name == "db" and not self.c.samples_are_columns and submitted.shape == (n, 1) and n > 1:
             message = self.say.column_bias(path, n, expected.shape)
             return self._diagnosed(result, "column_vector_shape", message)
+        mistake = shape_mistake(self, layer, name, submitted, expected)
+        if mistake is not None:
+            message = mistake.explain(self, path, layer, submitted.shape, expected.shape)
+            return self._diagnosed(result, mistake.code, message)
         if submitted.ndim == 2 and submitted.shape == expected.shape[::-1]:
             message = self.say.transposed(path, layer, name, expected.shape)
             return self._diagnosed(result, "transposed", message)

@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from .formulas import Formulas, fix
+from .kind_mistakes import KIND_MISTAKES
 from .mistakes import Variant
 from .problem import Problem
 from .shapes import shape_text
@@ -30,6 +31,7 @@ class Convention(Protocol):
 
 #: the derivative formula written for a, as a student applies it to something else
 OUTPUT_FORM = {"sigmoid": "{g} * (1 - {g})", "tanh": "1 - {g}**2"}
+KIND_MISTAKES_BY_CODE = {(m.code, m.kind): m for m in KIND_MISTAKES}
 PLACED = {
     "reduced": "holds the reduction's 1/N (PyTorch's and CS231n's dz)",
     "per_sample": "leaves the reduction's 1/N to dW and db (Andrew Ng's dZ)",
@@ -178,6 +180,9 @@ class Messages:
     def _explain(self, variant: Variant, k: int) -> tuple[str, str | None]:
         """The mistake in words and quoted formulas, and the statement that fixes layer k."""
         code = variant.code
+        mistake = KIND_MISTAKES_BY_CODE.get((code, self.problem.layers[k].kind))
+        if mistake is not None:  # a mistake inside a layer kind brings its own words
+            return mistake.explain(self.problem, k, self.f)
         if code == "labels_not_one_hot":
             wrong = "a - y.reshape(1, -1)" if self.c.samples_are_columns else "a - y[:, None]"
             return (

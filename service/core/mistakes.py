@@ -28,6 +28,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .budget import NO_DEADLINE, Deadline
+from .kind_mistakes import KIND_MISTAKES, KindMistake
+from .layers import KINDS, Kind
 from .losses import LOSSES, is_labels
 from .mistake_rules import (
     activation,
@@ -44,9 +46,9 @@ from .mistake_rules import (
     preactivation_derivative,
     without_weights,
 )
-from .network import backward
+from .network import KindOf, backward, forward, own_kind
 from .objective import loss_scale, loss_value, output_shape
-from .problem import Forward, Gradients, Problem
+from .problem import Forward, Gradients, Layer, Problem
 
 Array = np.ndarray
 
@@ -82,9 +84,9 @@ def placements(problem: Problem, linear: bool) -> tuple[str, ...]:
 
 
 def passes_needed(problem: Problem) -> int:
-    """The backward passes ``variants`` computes (its plan's length) and the reference's,
-    for the work limits: exact, so an upper bound."""
-    return 1 + len(plan(problem))
+    """The passes ``variants`` computes (a forward rerun counted as one more) and the
+    reference's, for the work limits: exact, so an upper bound."""
+    return 1 + sum(p.passes for p in plan(problem))
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,15 @@ class Planned:
     form: str = ""
     #: added to the reduced loss (the svm margin counted for the correct class adds 1 a sample)
     loss_shift: float = 0.0
+    #: which Kind computes each layer (a mistake inside a kind: service.core.kind_mistakes)
+    kind_of: KindOf = own_kind
+    #: the mistake changes the layer's forward: the pass reruns forward from the inputs
+    changes_forward: bool = False
+
+    @property
+    def passes(self) -> int:
+        """The passes it costs: one backward, and one forward when the mistake changes it."""
+        return 2 if self.changes_forward else 1
 
 
 def plan(problem: Problem) -> list[Planned]:
@@ -130,7 +141,40 @@ def plan(problem: Problem) -> list[Planned]:
         for placement in placements(problem, linear=True):
             dx_rule = without_weights(scope)
             planned.append(Planned("missing_weights_in_chain", scope, placement, dx_rule=dx_rule))
+    return planned + _kind_plan(problem)
+
+
+def _kind_plan(problem: Problem) -> list[Planned]:
+    """The mistakes made inside a layer kind, in every layer of that kind alone, then in
+    all of them (service.core.kind_mistakes)."""
+    planned = []
+    for mistake in KIND_MISTAKES:
+        layers = [
+            i
+            for i, layer in enumerate(problem.layers)
+            if layer.kind == mistake.kind and mistake.applies(layer)
+        ]
+        for scope in _scopes(layers):
+            for placement in placements(problem, mistake.linear):
+                planned.append(
+                    Planned(
+                        mistake.code,
+                        scope,
+                        placement,
+                        kind_of=_student_kinds(scope, mistake),
+                        changes_forward=mistake.changes_forward,
+                        form=mistake.code,
+                    )
+                )
     return planned
+
+
+def _student_kinds(scope: tuple[int, ...], mistake: KindMistake) -> KindOf:
+    def kind_of(i: int, layer: Layer) -> Kind:
+        right = KINDS[layer.kind]
+        return mistake.student(right, layer) if i in scope else right
+
+    return kind_of
 
 
 def variants(
@@ -142,14 +186,17 @@ def variants(
     reduce = loss_scale(problem)
 
     def recompute(p: Planned) -> Gradients:
+        fwd_p = forward(problem, deadline, p.kind_of) if p.changes_forward else fwd
+
         def run(**scales) -> Gradients:
             return backward(
                 problem,
-                fwd,
+                fwd_p,
                 dz_rule=p.dz_rule,
                 dx_rule=p.dx_rule,
                 deadline=deadline,
                 keep_dx=keep_dx,
+                kind_of=p.kind_of,
                 **scales,
             )
 
@@ -167,15 +214,16 @@ def variants(
 
             result = backward(
                 problem,
-                fwd,
+                fwd_p,
                 dz_rule=on_output_dz,
                 dx_rule=p.dx_rule,
                 scale=1.0,
                 param_scale=1.0,
                 deadline=deadline,
                 keep_dx=keep_dx,
+                kind_of=p.kind_of,
             )
-            result = replace(result, loss=loss_value(problem, fwd.zs[-1], fwd.outs[-1]))
+            result = replace(result, loss=loss_value(problem, fwd_p.zs[-1], fwd_p.outs[-1]))
         if p.loss_shift:
             result = replace(result, loss=result.loss + p.loss_shift)
         return result

@@ -30,7 +30,7 @@ import numpy as np
 from .activations import get_activation
 from .budget import NO_DEADLINE, Deadline
 from .errors import NonFiniteResult
-from .layers import KINDS
+from .layers import KINDS, Kind
 from .losses import LOSSES
 from .objective import l2_gradient_factor, loss_scale, loss_value
 from .problem import Forward, Gradients, Layer, LayerResult, Problem
@@ -42,14 +42,26 @@ Array = np.ndarray
 DzRule = Callable[[int, Array, Array, Callable[[], Array], Array], Array]
 
 
-def forward(problem: Problem, deadline: Deadline = NO_DEADLINE) -> Forward:
+#: kind_of(layer index, layer) -> the Kind that computes it.  The service's is each layer's
+#: own kind; the autograder's puts a student's version of a kind in some layers
+#: (service.core.kind_mistakes).
+KindOf = Callable[[int, Layer], Kind]
+
+
+def own_kind(i: int, layer: Layer) -> Kind:
+    return KINDS[layer.kind]
+
+
+def forward(
+    problem: Problem, deadline: Deadline = NO_DEADLINE, kind_of: KindOf = own_kind
+) -> Forward:
     zs: list[Array] = []
     outs: list[Array] = []
     caches: list[Any] = []
     a = problem.inputs
-    for layer in problem.layers:
+    for i, layer in enumerate(problem.layers):
         deadline.check()
-        z, cache = KINDS[layer.kind].forward(a, layer.params, layer.settings)
+        z, cache = kind_of(i, layer).forward(a, layer.params, layer.settings)
         a = get_activation(layer.activation).forward(z)
         zs.append(z)
         outs.append(a)
@@ -66,6 +78,7 @@ def backward(
     keep_dx: bool = False,
     param_scale: float | None = None,
     dx_rule: Callable[[int, Array, Array], Array] | None = None,
+    kind_of: KindOf = own_kind,
 ) -> Gradients:
     """The loss and every layer's dz and parameter gradients (and dx), given the forward pass.
 
@@ -75,7 +88,8 @@ def backward(
     student put it; the service passes none.  Left out, they follow ``problem.dz_scale``:
     "reduced" puts the 1/N inside dL/da, "per_sample" in the parameter gradients.
     ``dx_rule(layer, dz, correct_dx) -> dx``: how a layer hands dL/da to the layer below
-    (the autograder's missing weights).
+    (the autograder's missing weights).  ``kind_of``: which Kind computes each layer (the
+    autograder's mistakes inside a kind; forward's too).
     ``keep_dx``: keep every layer's dx in the answer, layer 0's (dL/d inputs) included;
     otherwise each dx lives only as long as the step that needs it.
     ``deadline`` is checked between layers: a pass over the budget ends there.
@@ -109,7 +123,7 @@ def backward(
     for i in range(last, -1, -1):
         deadline.check()
         layer = problem.layers[i]
-        kind = KINDS[layer.kind]
+        kind = kind_of(i, layer)
         dx, grads = kind.backward(dz, fwd.caches[i], i > 0 or keep_dx)
         if dx_rule is not None and dx is not None:
             dx = dx_rule(i, dz, dx)

@@ -109,8 +109,24 @@ def problem(spec: Spec, batch: int = 5) -> dict:
     }
 
 
+def svm_da(a: np.ndarray, labels: np.ndarray, columns: bool) -> np.ndarray:
+    """The svm's unreduced dL/d(scores), CS231n's loop: for each sample and each class
+    j != y whose margin s_j - s_y + 1 is positive, +1 at j and -1 at y."""
+    scores = a.T if columns else a
+    grad = np.zeros_like(scores)
+    for i, label in enumerate(labels.ravel()):
+        for j in range(scores.shape[1]):
+            if j != label and scores[i, j] - scores[i, label] + 1 > 0:
+                grad[i, j] += 1
+                grad[i, label] -= 1
+    return grad.T if columns else grad
+
+
 def output_da(spec: Spec, a: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
     """dL/da at the output, written out here, in the client's layout and dz_scale."""
+    if spec.loss == "svm":
+        da = svm_da(a, y, spec.convention == "columns")
+        return da if spec.dz_scale == "per_sample" else da / n
     if spec.labels:
         columns = spec.convention == "columns"
         one_hot = np.eye(a.shape[0] if columns else a.shape[1])[y.ravel()]
@@ -121,7 +137,6 @@ def output_da(spec: Spec, a: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
         "bce": lambda: (a - y) / (a * (1 - a)),
         "cross_entropy": lambda: -y / a,
         "hinge": lambda: np.where(1 - y * a > 0, -y, 0.0),
-        "svm": lambda: np.full_like(a, np.nan),  # no formula is quoted for svm
     }[spec.loss]()
     return da if spec.dz_scale == "per_sample" else da / n
 
@@ -254,6 +269,8 @@ def test_every_formula_in_every_message_runs_and_every_fix_computes_the_right_ar
         assert "labels_not_one_hot" in codes
     if spec.loss == "svm":
         assert "margin_counted_for_correct_class" in codes
+        margin = [m for *_, code, m in graded if code == "margin_counted_for_correct_class"]
+        assert all(FIX.search(m) for m in margin)  # evaluated below, as every fix
     if spec.loss == "mse" and spec.sizes[-1] > 1:
         assert "reduced_over_batch_only" in codes
     if spec.sizes == (3, 3, 1):
@@ -261,7 +278,7 @@ def test_every_formula_in_every_message_runs_and_every_fix_computes_the_right_ar
     failures = []
     for path, layer, code, message in graded:
         match = FIX.search(message)
-        no_formula = spec.loss == "svm" or (path == "loss" and spec.l2)
+        no_formula = path == "loss" and spec.l2
         if match is None:
             if not no_formula:
                 failures.append((path, code, "no fix", message))

@@ -190,8 +190,9 @@ class Messages:
             return (
                 "the svm's margin was counted for each sample's own class: there "
                 "max(0, s_y - s_y + 1) = 1 is positive, so that class's gradient has one -1 too "
-                "many. Set the margin at j = y to 0 before counting.",
-                None,
+                "many. Set the margin at j = y to 0 before counting, as CS231n's vectorised "
+                "svm does.",
+                self.f.output_fix(),
             )
         if code == "missing_weights_in_chain":
             return (

@@ -60,6 +60,7 @@ OUTPUTS = (
     ("softmax", "cross_entropy", "mean", False),
     ("identity", "hinge", "mean", False),
     ("identity", "svm", "mean", True),
+    ("identity", "svm", "sum", False),  # one-hot targets
 )
 SPECS = [
     Spec(convention, bias, hidden, output, loss, reduction, dz_scale, labels)
@@ -68,6 +69,9 @@ SPECS = [
     )
 ] + [
     Spec("torch", "row", "tanh", "sigmoid", "mse", "mean", "per_sample", l2=0.1),
+    # the svm on an activation's output: its gradient is da, then the chain rule
+    Spec("numpy", "flat", "tanh", "sigmoid", "svm", "mean", "reduced", labels=True),
+    Spec("columns", "column", "relu", "tanh", "svm", "mean", "per_sample", labels=True),
     # a square layer and a one-unit output: dA_prev = dZ runs, missing_weights_in_chain
     *(
         Spec(convention, bias, "tanh", "sigmoid", "mse", "mean", dz_scale, sizes=(3, 3, 1))
@@ -85,7 +89,7 @@ def problem(spec: Spec, batch: int = 5) -> dict:
         y = rng.integers(0, sizes[-1], size=batch)
     elif spec.loss == "hinge":
         y = 2.0 * rng.integers(0, 2, size=(batch, sizes[-1])) - 1
-    elif spec.loss == "cross_entropy":
+    elif spec.loss in ("cross_entropy", "svm"):
         y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], size=batch)]
     else:
         y = rng.uniform(0.05, 0.95, size=(batch, sizes[-1]))
@@ -125,7 +129,9 @@ def svm_da(a: np.ndarray, labels: np.ndarray, columns: bool) -> np.ndarray:
 def output_da(spec: Spec, a: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
     """dL/da at the output, written out here, in the client's layout and dz_scale."""
     if spec.loss == "svm":
-        da = svm_da(a, y, spec.convention == "columns")
+        columns = spec.convention == "columns"
+        labels = y if spec.labels else y.argmax(axis=0 if columns else 1)
+        da = svm_da(a, labels, columns)
         return da if spec.dz_scale == "per_sample" else da / n
     if spec.labels:
         columns = spec.convention == "columns"

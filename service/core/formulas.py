@@ -143,6 +143,8 @@ class Formulas:
         last = len(self.problem.layers) - 1
         if layer == last and self.problem.upstream is None:
             if self.problem.loss == "svm":
+                if self.activation(layer) == "identity":  # raw scores: dz is the gradient
+                    return self.svm_gradient("dz")
                 return f"{self.svm_gradient('dh')}; {self.chain(layer, 'dh')}"
             da = self.output_da()
             if da is None:

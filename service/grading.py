@@ -399,7 +399,8 @@ SCALE_CODES = (
 def _worst(error: np.ndarray, outside: np.ndarray) -> int:
     """The flat position of the largest error among the entries outside the tolerance (an
     error that is not a number, from an infinity in the answer, counts as the largest)."""
-    ranked = np.where(outside, np.nan_to_num(error, nan=np.inf, posinf=np.inf), -1.0)
+    ranked = np.where(outside, error, -1.0)
+    ranked[np.isnan(ranked)] = np.inf
     return int(np.argmax(ranked))
 
 

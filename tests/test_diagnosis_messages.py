@@ -277,6 +277,7 @@ def test_every_formula_in_every_message_runs_and_every_fix_computes_the_right_ar
         assert "margin_counted_for_correct_class" in codes
         margin = [m for *_, code, m in graded if code == "margin_counted_for_correct_class"]
         assert all(FIX.search(m) for m in margin)  # evaluated below, as every fix
+    assert not [m for *_, m in graded if "layer -1" in m]  # the loss is no layer
     if spec.loss == "mse" and spec.sizes[-1] > 1:
         assert "reduced_over_batch_only" in codes
     if spec.sizes == (3, 3, 1):

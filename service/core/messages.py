@@ -165,6 +165,10 @@ class Messages:
                 f"{note}{fix(self.f.output_fix(), self.last)}"
             )
         where = _layers_text(variant.layers)
+        if layer < 0:  # the loss itself (the svm's margin at j = y adds 1 a sample)
+            text, _ = self._explain(variant, max(variant.layers))
+            why = f"{path} is wrong for the same reason as the gradients"
+            return f"{why}: {text}{fix(self.f.loss())}"
         k = layer if layer in variant.layers else max(variant.layers)
         text, statement = self._explain(variant, k)
         explain = text + note + fix(statement, k)

@@ -291,3 +291,24 @@ def test_the_openapi_documents_the_entry_report(client):
     assert {"mismatched", "entries", "worst_index", "exact"} <= set(result["required"])
     for name in ("mismatched", "entries", "worst_index", "exact", "submitted_value"):
         assert result["properties"][name]["description"]
+
+
+def test_mismatched_entries_are_exactly_those_that_fail_the_graders_tolerance():
+    """Tolerance.within, entry by entry, is what Tolerance.close answers for the whole,
+    infinities in the answer (where close defers to np.allclose) included."""
+    from service.core.submission import Tolerance
+
+    rng = np.random.default_rng(6)
+    expected = rng.normal(size=(40, 7))
+    expected[3, 3], expected[5, 1] = np.inf, -np.inf
+    for tolerance in (Tolerance(), Tolerance(rtol=1e-2, atol=0.0), Tolerance(rtol=0, atol=0.5)):
+        submitted = expected * (1 + rng.choice([0, 1e-9, 1e-3, 0.5], size=expected.shape))
+        submitted[5, 1] = np.inf  # an infinity of the other sign: mismatched
+        within = tolerance.within(submitted, expected)
+        assert within.shape == expected.shape and not within[5, 1] and within[3, 3]
+        assert bool(within.all()) == tolerance.close(submitted, expected)
+        finite = np.isfinite(expected)
+        for i, j in zip(*np.nonzero(finite)):
+            one = tolerance.close(submitted[i : i + 1, j], expected[i : i + 1, j])
+            assert bool(within[i, j]) == one
+        assert tolerance.close(submitted[within], expected[within])

@@ -235,6 +235,49 @@ class FieldResultSchema(StrictSchema):
     diagnosis = fields.String(allow_none=True, metadata={"enum": list(DIAGNOSES)})
     message = fields.String(required=True)
     expected = Array(ndims=(0, 1, 2, 4), metadata={"description": "only with reveal: true"})
+    mismatched = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "how many entries are outside the tolerance (0 for a passing field); "
+            "null when the shapes differ (nothing is compared entry by entry) or the field's "
+            "visibility withholds it"
+        },
+    )
+    entries = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "how many entries were compared (mismatched is out of these; 1 for "
+            "the loss); null as mismatched"
+        },
+    )
+    worst_index = fields.List(
+        fields.Integer(),
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "the index, in the submitted array's own shape (the client's "
+            "layout), of the mismatched entry with the largest absolute error; [] for the "
+            "loss; null when no entry is mismatched (a passing field), the shapes differ, or "
+            "the field is withheld",
+            "example": [1, 2],
+        },
+    )
+    exact = fields.Boolean(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "every entry the same float64 as the expected one (0.0 and -0.0 "
+            "alike); false when the shapes differ; null when the field is withheld"
+        },
+    )
+    submitted_value = Number(
+        metadata={"description": "only with reveal: true and a worst_index: the entry sent there"}
+    )
+    expected_value = Number(
+        metadata={"description": "only with reveal: true and a worst_index: the right entry"}
+    )
     points = Number(metadata={"description": "the points this field earned"})
     max_points = Number(metadata={"description": "its points (1 unless points names it)"})
     credit = fields.String(
@@ -248,8 +291,9 @@ class FieldResultSchema(StrictSchema):
 
     @post_dump
     def _drop_unrevealed(self, data, **kwargs):
-        if data.get("expected") is None:
-            data.pop("expected", None)
+        for name in ("expected", "submitted_value", "expected_value"):
+            if data.get(name) is None:
+                data.pop(name, None)
         return data
 
 

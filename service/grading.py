@@ -44,6 +44,18 @@ class FieldResult:
     diagnosis: str | None
     message: str
     expected: np.ndarray | float | None = None
+    #: which entries are wrong (None when the shapes differ: nothing was compared entry by
+    #: entry): how many are outside the tolerance, of how many compared
+    mismatched: int | None = None
+    entries: int | None = None
+    #: the index, in the submitted array's own shape, of the mismatched entry with the
+    #: largest absolute error ([] for the loss); None when no entry is mismatched
+    worst_index: list[int] | None = None
+    #: every entry the same float64 as the expected one (False when the shapes differ)
+    exact: bool = False
+    #: with reveal, the submitted and the expected value at worst_index
+    submitted_value: float | None = None
+    expected_value: float | None = None
     #: for a diagnosis by a mistaken pass: the layers the mistake was made in (service.core.
     #: mistakes.Variant; empty for a mistake in the loss), which partial credit reads
     mistake_layers: tuple[int, ...] | None = None
@@ -296,6 +308,11 @@ class Grader:
             diagnosis=None,
             message="",
             expected=expected if self.reveal else None,
+            # shapes that differ are not compared entry by entry: which entry would be which?
+            mismatched=None,
+            entries=None,
+            worst_index=None,
+            exact=False,
         )
         got, want = shape_text(submitted.shape), shape_text(expected.shape)
         batch = self.request.problem.inputs.shape[0]
@@ -337,8 +354,9 @@ class Grader:
         relative = (
             float((error[nonzero] / np.abs(expected[nonzero])).max()) if nonzero.any() else None
         )
-        passed = self.tolerance.close(submitted, expected)
-        return FieldResult(
+        outside = ~self.tolerance.within(submitted, expected)
+        passed = not outside.any()  # what Tolerance.close answers, entry by entry
+        result = FieldResult(
             field=path,
             passed=passed,
             expected_shape=expected.shape,
@@ -348,7 +366,19 @@ class Grader:
             diagnosis=None,
             message="Correct." if passed else "",
             expected=(float(expected) if expected.ndim == 0 else expected) if self.reveal else None,
+            mismatched=int(np.count_nonzero(outside)),
+            entries=int(expected.size),
+            exact=bool(np.array_equal(submitted, expected)),
         )
+        if not passed:
+            position = _worst(error, outside)
+            # an accepted (n,) for (1, n) keeps its entries' order: the index is the sent one's
+            index = np.unravel_index(position, result.submitted_shape)
+            result.worst_index = [int(i) for i in index]
+            if self.reveal:
+                result.submitted_value = float(submitted.flat[position])
+                result.expected_value = float(expected.flat[position])
+        return result
 
     @staticmethod
     def _diagnosed(result: FieldResult, code: str, message: str) -> FieldResult:
@@ -369,6 +399,14 @@ SCALE_CODES = (
     "summed_instead_of_averaged",
     "reduced_over_batch_only",
 )
+
+
+def _worst(error: np.ndarray, outside: np.ndarray) -> int:
+    """The flat position of the largest error among the entries outside the tolerance (an
+    error that is not a number, from an infinity in the answer, counts as the largest)."""
+    ranked = np.where(outside, error, -1.0)
+    ranked[np.isnan(ranked)] = np.inf
+    return int(np.argmax(ranked))
 
 
 def _recognisable(k: float) -> bool:

@@ -60,6 +60,7 @@ OUTPUTS = (
     ("softmax", "cross_entropy", "mean", False),
     ("identity", "hinge", "mean", False),
     ("identity", "svm", "mean", True),
+    ("identity", "svm", "sum", False),  # one-hot targets
 )
 SPECS = [
     Spec(convention, bias, hidden, output, loss, reduction, dz_scale, labels)
@@ -68,6 +69,9 @@ SPECS = [
     )
 ] + [
     Spec("torch", "row", "tanh", "sigmoid", "mse", "mean", "per_sample", l2=0.1),
+    # the svm on an activation's output: its gradient is da, then the chain rule
+    Spec("numpy", "flat", "tanh", "sigmoid", "svm", "mean", "reduced", labels=True),
+    Spec("columns", "column", "relu", "tanh", "svm", "mean", "per_sample", labels=True),
     # a square layer and a one-unit output: dA_prev = dZ runs, missing_weights_in_chain
     *(
         Spec(convention, bias, "tanh", "sigmoid", "mse", "mean", dz_scale, sizes=(3, 3, 1))
@@ -85,7 +89,7 @@ def problem(spec: Spec, batch: int = 5) -> dict:
         y = rng.integers(0, sizes[-1], size=batch)
     elif spec.loss == "hinge":
         y = 2.0 * rng.integers(0, 2, size=(batch, sizes[-1])) - 1
-    elif spec.loss == "cross_entropy":
+    elif spec.loss in ("cross_entropy", "svm"):
         y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], size=batch)]
     else:
         y = rng.uniform(0.05, 0.95, size=(batch, sizes[-1]))
@@ -109,8 +113,26 @@ def problem(spec: Spec, batch: int = 5) -> dict:
     }
 
 
+def svm_da(a: np.ndarray, labels: np.ndarray, columns: bool) -> np.ndarray:
+    """The svm's unreduced dL/d(scores), CS231n's loop: for each sample and each class
+    j != y whose margin s_j - s_y + 1 is positive, +1 at j and -1 at y."""
+    scores = a.T if columns else a
+    grad = np.zeros_like(scores)
+    for i, label in enumerate(labels.ravel()):
+        for j in range(scores.shape[1]):
+            if j != label and scores[i, j] - scores[i, label] + 1 > 0:
+                grad[i, j] += 1
+                grad[i, label] -= 1
+    return grad.T if columns else grad
+
+
 def output_da(spec: Spec, a: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
     """dL/da at the output, written out here, in the client's layout and dz_scale."""
+    if spec.loss == "svm":
+        columns = spec.convention == "columns"
+        labels = y if spec.labels else y.argmax(axis=0 if columns else 1)
+        da = svm_da(a, labels, columns)
+        return da if spec.dz_scale == "per_sample" else da / n
     if spec.labels:
         columns = spec.convention == "columns"
         one_hot = np.eye(a.shape[0] if columns else a.shape[1])[y.ravel()]
@@ -121,7 +143,6 @@ def output_da(spec: Spec, a: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
         "bce": lambda: (a - y) / (a * (1 - a)),
         "cross_entropy": lambda: -y / a,
         "hinge": lambda: np.where(1 - y * a > 0, -y, 0.0),
-        "svm": lambda: np.full_like(a, np.nan),  # no formula is quoted for svm
     }[spec.loss]()
     return da if spec.dz_scale == "per_sample" else da / n
 
@@ -254,6 +275,9 @@ def test_every_formula_in_every_message_runs_and_every_fix_computes_the_right_ar
         assert "labels_not_one_hot" in codes
     if spec.loss == "svm":
         assert "margin_counted_for_correct_class" in codes
+        margin = [m for *_, code, m in graded if code == "margin_counted_for_correct_class"]
+        assert all(FIX.search(m) for m in margin)  # evaluated below, as every fix
+    assert not [m for *_, m in graded if "layer -1" in m]  # the loss is no layer
     if spec.loss == "mse" and spec.sizes[-1] > 1:
         assert "reduced_over_batch_only" in codes
     if spec.sizes == (3, 3, 1):
@@ -261,7 +285,7 @@ def test_every_formula_in_every_message_runs_and_every_fix_computes_the_right_ar
     failures = []
     for path, layer, code, message in graded:
         match = FIX.search(message)
-        no_formula = spec.loss == "svm" or (path == "loss" and spec.l2)
+        no_formula = path == "loss" and spec.l2
         if match is None:
             if not no_formula:
                 failures.append((path, code, "no fix", message))

@@ -185,6 +185,10 @@ def test_without_format_the_answer_is_todays_json_with_no_points_fields(client):
         "max_rel_error",
         "diagnosis",
         "message",
+        "mismatched",
+        "entries",
+        "worst_index",
+        "exact",
     }
     assert body["score"] == pytest.approx(1 / 6)
 

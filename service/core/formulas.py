@@ -63,11 +63,40 @@ class Formulas:
             return f"np.eye({classes})[y.ravel()].T"
         return f"np.eye({classes})[y]"
 
+    def class_index(self) -> str:
+        """Each sample's class as an index array: the labels as sent, or one-hot's argmax."""
+        if self.problem.targets.ndim == 1:
+            return "y.ravel()" if self.samples_are_columns else "y"
+        return f"y.argmax(axis={self.unit_axis})"
+
+    def _at_class(self) -> str:
+        """The index of each sample's own class in a (batch, classes) or (classes, batch)."""
+        samples = f"np.arange({self.problem.inputs.shape[0]})"
+        i = self.class_index()
+        return f"{i}, {samples}" if self.samples_are_columns else f"{samples}, {i}"
+
+    def svm_margins(self) -> str:
+        """CS231n's vectorised margins, max(0, s_j - s_y + 1), 0 at each sample's class."""
+        at = self._at_class()
+        correct = f"a[{at}][None, :]" if self.samples_are_columns else f"a[{at}][:, None]"
+        return f"margins = np.maximum(0, a - {correct} + 1); margins[{at}] = 0"
+
+    def svm_gradient(self, target: str) -> str:
+        """CS231n's svm gradient, assigned to ``target``: 1 where a margin is positive, minus
+        their count at the sample's own class, over N (none with dz_scale "per_sample")."""
+        return (
+            f"{self.svm_margins()}; binary = (margins > 0).astype(float); "
+            f"binary[{self._at_class()}] = -binary.sum(axis={self.unit_axis}); "
+            f"{target} = {self.divided('binary', not self.per_sample)}"
+        )
+
     def loss(self) -> str | None:
-        """`loss = ...`, or None where there is no short formula (svm, l2, upstream)."""
+        """`loss = ...`, or None where there is no short formula (l2, upstream)."""
         p = self.problem
-        if p.upstream is not None or p.l2 or p.loss == "svm":
+        if p.upstream is not None or p.l2:
             return None
+        if p.loss == "svm":
+            return f"{self.svm_margins()}; loss = {self.divided('np.sum(margins)', True)}"
         y = self.targets()
         total = {
             "mse": f"np.sum((a - {y})**2)",
@@ -79,7 +108,8 @@ class Formulas:
         return f"loss = {self.divided(total, True)}"
 
     def output_da(self) -> str | None:
-        """dL/da at the output, in the client's dz_scale (None for svm and upstream)."""
+        """dL/da at the output, in the client's dz_scale: an expression (None for upstream,
+        and for the svm, whose gradient takes statements: svm_gradient)."""
         p = self.problem
         if p.upstream is not None or p.loss == "svm":
             return None
@@ -99,6 +129,10 @@ class Formulas:
         if self.problem.loss and LOSSES[self.problem.loss].requires_activation is not None:
             error = self.divided(f"(a - {self.targets()})", not self.per_sample)
             return f"dz = {error}"
+        if self.problem.loss == "svm" and self.problem.upstream is None:
+            # the svm reads raw scores: dz is its gradient, unless an activation comes first
+            last = len(self.problem.layers) - 1
+            return self.svm_gradient("dz" if self.activation(last) == "identity" else "da")
         da = self.output_da()
         return None if da is None else f"da = {da}"
 
@@ -108,6 +142,10 @@ class Formulas:
         """`dz = ...` of a layer; at the output, dL/da is spelled out first as ``dh``."""
         last = len(self.problem.layers) - 1
         if layer == last and self.problem.upstream is None:
+            if self.problem.loss == "svm":
+                if self.activation(layer) == "identity":  # raw scores: dz is the gradient
+                    return self.svm_gradient("dz")
+                return f"{self.svm_gradient('dh')}; {self.chain(layer, 'dh')}"
             da = self.output_da()
             if da is None:
                 return None

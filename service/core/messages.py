@@ -167,6 +167,10 @@ class Messages:
                 f"{note}{fix(self.f.output_fix(), self.last)}"
             )
         where = _layers_text(variant.layers)
+        if layer < 0:  # the loss itself (the svm's margin at j = y adds 1 a sample)
+            text, _ = self._explain(variant, max(variant.layers))
+            why = f"{path} is wrong for the same reason as the gradients"
+            return f"{why}: {text}{fix(self.f.loss())}"
         k = layer if layer in variant.layers else max(variant.layers)
         text, statement = self._explain(variant, k)
         explain = text + note + fix(statement, k)
@@ -195,8 +199,9 @@ class Messages:
             return (
                 "the svm's margin was counted for each sample's own class: there "
                 "max(0, s_y - s_y + 1) = 1 is positive, so that class's gradient has one -1 too "
-                "many. Set the margin at j = y to 0 before counting.",
-                None,
+                "many. Set the margin at j = y to 0 before counting, as CS231n's vectorised "
+                "svm does.",
+                self.f.output_fix(),
             )
         if code == "missing_weights_in_chain":
             return (

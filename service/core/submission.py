@@ -56,6 +56,15 @@ class Tolerance:
             within = np.abs(submitted - expected) <= self.atol + self.rtol * np.abs(expected)
         return bool(within.all())
 
+    def within(self, submitted: np.ndarray, expected: np.ndarray) -> np.ndarray:
+        """Entry by entry, what ``close`` answers for the whole: ``close`` is exactly
+        ``within(...).all()``, so the entries a failed field reports as mismatched are the
+        ones that failed it."""
+        if np.isinf(expected).any():
+            return np.isclose(submitted, expected, rtol=self.rtol, atol=self.atol)
+        with np.errstate(invalid="ignore", over="ignore"):
+            return np.abs(submitted - expected) <= self.atol + self.rtol * np.abs(expected)
+
 
 @dataclass(frozen=True)
 class Submission:

@@ -9,7 +9,7 @@ from service.grading import Report
 
 from .native import JSON
 from .scoring import WITHHELD, Scores
-from .text import number, points_text, propagated_note, seconds
+from .text import mismatch_text, number, points_text, propagated_note, seconds
 
 
 class Gradescope:
@@ -24,6 +24,9 @@ class Gradescope:
                 output = _markdown(result.message)
             else:
                 output = f"[{result.diagnosis}] {_markdown(result.message)}"
+                mismatch = mismatch_text(result)
+                if mismatch:
+                    output += f"\n\n{mismatch}"
                 if s.credit == "propagated":
                     output += f"\n\n{propagated_note(options)}"
             tests.append(

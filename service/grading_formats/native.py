@@ -29,6 +29,12 @@ class NativeJson:
                     max_abs_error=None,
                     max_rel_error=None,
                     expected=None,
+                    mismatched=None,
+                    entries=None,
+                    worst_index=None,
+                    exact=None,
+                    submitted_value=None,
+                    expected_value=None,
                 )
             result.update(
                 points=s.points, max_points=s.max_points, credit=s.credit, visibility=s.visibility

@@ -20,7 +20,28 @@ def plain_message(s: Scored, options: GradingOptions) -> str:
     if s.result.passed:
         return s.result.message
     text = f"[{s.result.diagnosis}] {s.result.message}"
+    mismatch = mismatch_text(s.result)
+    if mismatch:
+        text += f" {mismatch}"
     return f"{text} {propagated_note(options)}" if s.credit == "propagated" else text
+
+
+def mismatch_text(result: FieldResult) -> str:
+    """Which entries of a failed field are wrong, for one look: "3 of 12 entries differ;
+    worst at [1, 2]: 0.5 submitted, 0.25 expected." (the values only with reveal).  '' for
+    a passing field and for shapes that differ (nothing was compared entry by entry); for
+    the loss, one number, only the revealed values."""
+    if result.passed or result.mismatched is None or result.worst_index is None:
+        return ""
+    values = ""
+    if result.submitted_value is not None and result.expected_value is not None:
+        values = f"{result.submitted_value:.10g} submitted, {result.expected_value:.10g} expected"
+    if not result.worst_index:  # the loss
+        return f"The loss: {values}." if values else ""
+    verb = "differs" if result.mismatched == 1 else "differ"
+    text = f"{result.mismatched:,} of {result.entries:,} entries {verb}; worst at "
+    text += f"[{', '.join(map(str, result.worst_index))}]"
+    return f"{text}: {values}." if values else f"{text}."
 
 
 def describe(path: str) -> str:

@@ -9,10 +9,11 @@ import time
 # One BLAS thread, as each gunicorn worker has; set before NumPy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 from service.operations.allocator import keep_freed_memory
 
-from . import batch, core, http, layers, memory, requests, slowclients
+from . import batch, conv, core, http, layers, memory, requests, slowclients
 from .report import Report
 
 # The allocator settings every gunicorn worker runs with, so that what this process
@@ -26,6 +27,7 @@ def main() -> int:
     sections = [
         ("Core (single-threaded), targets 1 and 2", core.run),
         (layers.SECTION, layers.run),
+        (conv.SECTION, conv.run),
         ("Request handling in process, target 3", requests.run),
         ("HTTP under gunicorn's default configuration, targets 4 and 5", http.run),
         ("Memory, target 6", memory.run),

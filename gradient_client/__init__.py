@@ -88,19 +88,28 @@ class GradientClient:
     def gradients(
         self,
         inputs: Any,
-        targets: Any,
-        layers: Sequence[Mapping[str, Any]],
-        loss: str,
+        targets: Any = None,
+        layers: Sequence[Mapping[str, Any]] = (),
+        loss: str | None = None,
         **options: Any,
     ) -> dict[str, Any]:
         """Loss, activations and every layer's dW and db, as arrays in your shapes.
 
-        ``options``: reduction, convention, l2, learning_rate, include, gradient_check.
+        ``options``: reduction, convention, layout, l2, learning_rate, include,
+        gradient_check, upstream. Images are 4-D arrays in the ``layout`` ("NCHW" or
+        "NHWC"). With ``upstream`` (dL/d(last output), e.g. a backward check's dout)
+        there are no targets and no loss.
 
         >>> client.gradients(inputs=X, targets=Y, loss="mse", convention="torch",
         ...                  layers=[{"weights": W, "biases": b, "activation": "tanh"}])
+        >>> client.gradients(inputs=A_prev, layout="NHWC", upstream=dZ, include=["dx"],
+        ...                  layers=[{"type": "conv2d", "weights": W, "biases": b, "pad": 2}])
         """
-        body = {"inputs": inputs, "targets": targets, "layers": list(layers), "loss": loss}
+        body: dict[str, Any] = {"inputs": inputs, "layers": list(layers)}
+        if targets is not None:
+            body["targets"] = targets
+        if loss is not None:
+            body["loss"] = loss
         body.update(options)
         encoded = self._encode(body)
         if self._has_binary(encoded):

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from gradient_client import GradientClient, GradientServiceError
+from gradient_client import _arrays as answer_arrays
 from tests.conftest import BIN, ROOT, start_server, stop_server
 from tests.problems import CONVENTIONS, random_request
 from tests.torch_reference import assert_close, reference
@@ -334,3 +335,118 @@ def test_the_help_examples_run_as_written(command):
     result = cli(*arguments)
     assert result.returncode == 0, result.stderr
     json.loads(result.stdout)
+
+
+# -- images: conv2d, maxpool2d, flatten (issue 15) ------------------------------------------------
+
+
+def conv_network_request(layout: str) -> dict:
+    """conv 3x3 pad 1 (relu) - 2x2 max pool - flatten - dense softmax over class labels, with
+    NumPy arrays as a caller has them: images and filters in the layout's order (Ng's (HH, WW,
+    C, F) filters and (1, 1, 1, F) biases in NHWC)."""
+    rng = np.random.default_rng(15)
+    batch, channels, size, filters, classes = 3, 2, 6, 4, 5
+    x = rng.normal(size=(batch, channels, size, size))
+    w = rng.normal(size=(filters, channels, 3, 3)) * 0.5
+    b = rng.normal(size=filters)
+    if layout == "NHWC":
+        x, w, b = x.transpose(0, 2, 3, 1), w.transpose(2, 3, 1, 0), b.reshape(1, 1, 1, -1)
+    flat = filters * (size // 2) ** 2
+    return {
+        "layout": layout,
+        "inputs": x,
+        "targets": rng.integers(0, classes, size=batch),
+        "loss": "cross_entropy",
+        "layers": [
+            {"type": "conv2d", "weights": w, "biases": b, "pad": 1, "activation": "relu"},
+            {"type": "maxpool2d", "pool": 2},
+            {"type": "flatten"},
+            {
+                "weights": rng.normal(size=(flat, classes)) * 0.2,
+                "biases": rng.normal(size=classes),
+                "activation": "softmax",
+            },
+        ],
+        "include": ["z", "dx"],
+    }
+
+
+@pytest.mark.parametrize("binary_threshold", [4096, 0], ids=["json", "base64"])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_the_client_computes_a_conv_network_in_either_layout(live_server, layout, binary_threshold):
+    """4-D arrays go out as nested lists or in the binary form, and come back as 4-D ndarrays
+    in the layout sent, equal to torch's (F.conv2d, F.max_pool2d, permuted for NHWC)."""
+    session, bodies = recording_session()
+    client = GradientClient(live_server, session=session, binary_threshold=binary_threshold)
+    request = conv_network_request(layout)
+    answer = client.gradients(**request)
+    sent = json.loads(bodies[-1])
+    if binary_threshold == 0:
+        assert sent["encoding"] == "base64"
+        assert sent["inputs"]["shape"] == list(request["inputs"].shape)
+    else:
+        assert "encoding" not in sent and np.shape(sent["inputs"]) == request["inputs"].shape
+    expected = reference(as_lists(request))
+    assert_close(answer["loss"], expected["loss"], "loss")
+    conv = answer["layers"][0]
+    assert (
+        isinstance(conv["dW"], np.ndarray)
+        and conv["dW"].shape == request["layers"][0]["weights"].shape
+    )
+    assert conv["db"].shape == np.shape(request["layers"][0]["biases"])
+    assert conv["dx"].shape == request["inputs"].shape
+    for i, (got, want) in enumerate(zip(answer["layers"], expected["layers"], strict=True)):
+        for name in ("z", "a", "dx", "dW", "db"):
+            if name in want and (name in got or name in ("dW", "db")):
+                assert_close(got[name], want[name], f"layers.{i}.{name}")
+
+
+def test_the_client_sends_an_upstream_gradient_without_targets_or_loss(live_server):
+    """Ng's conv_backward(dZ, cache) as a call: NHWC images, his W (f, f, n_C_prev, n_C) and
+    b (1, 1, 1, n_C), dZ as the upstream; no targets, no loss, and none sent."""
+    session, bodies = recording_session()
+    rng = np.random.default_rng(16)
+    request = {
+        "inputs": rng.normal(size=(2, 5, 5, 3)),
+        "layout": "NHWC",
+        "layers": [
+            {
+                "type": "conv2d",
+                "weights": rng.normal(size=(3, 3, 3, 4)),
+                "biases": rng.normal(size=(1, 1, 1, 4)),
+                "pad": 1,
+                "stride": 2,
+            }
+        ],
+        "upstream": rng.normal(size=(2, 3, 3, 4)),
+        "include": ["dx"],
+    }
+    answer = GradientClient(live_server, session=session).gradients(**request)
+    assert not {"targets", "loss"} & set(json.loads(bodies[-1]))
+    assert answer["loss"] is None
+    expected = reference(as_lists(request))["layers"][0]
+    for name in ("dx", "dW", "db"):
+        assert answer["layers"][0][name].shape == expected[name].shape
+        assert_close(answer["layers"][0][name], expected[name], name)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_the_command_line_computes_a_conv_network_in_process_and_remotely(
+    live_server, tmp_path, layout
+):
+    request = as_lists(conv_network_request(layout))
+    for form in ("json", "base64"):
+        body = request | ({"encoding": "base64"} if form == "base64" else {})
+        problem = tmp_path / f"conv_{form}.json"
+        problem.write_text(json.dumps(body))
+        local, remote = (
+            cli("gradients", str(problem)),
+            cli("gradients", str(problem), "--url", live_server),
+        )
+        assert local.returncode == remote.returncode == 0, local.stderr + remote.stderr
+        assert local.stdout == remote.stdout
+        answer = answer_arrays(json.loads(local.stdout))  # base64 answers decoded
+        expected = reference(request)
+        assert_close(answer["loss"], expected["loss"], f"{form} loss")
+        for name in ("dW", "db", "dx"):
+            assert_close(answer["layers"][0][name], expected["layers"][0][name], f"{form} {name}")

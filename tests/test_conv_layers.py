@@ -248,6 +248,130 @@ def test_cs231n_conv_forward_naive_published_output_is_reproduced(client):
     np.testing.assert_allclose(z, correct_out, rtol=0, atol=5e-9)  # half the last decimal
 
 
+#: Andrew Ng's Deep Learning Specialization, course 4 week 1, "Convolutional Neural Networks:
+#: Step by Step" -- the published expected outputs as stored in
+#: vvaquero/Coursera_DeepLearning.ai, Convolution_model_Step_by_Step_v2.ipynb (commit 965ca68)
+NG_NOTEBOOK = "vvaquero/Coursera_DeepLearning.ai Convolution_model_Step_by_Step_v2.ipynb"
+
+
+def ng_conv_request() -> dict:
+    """Ng's seeded conv_forward example, as his notebook draws it: np.random.seed(1);
+    A_prev (10, 4, 4, 3), W (2, 2, 3, 8), b (1, 1, 1, 8); pad 2, stride 2."""
+    np.random.seed(1)
+    a_prev = np.random.randn(10, 4, 4, 3)
+    w = np.random.randn(2, 2, 3, 8)
+    b = np.random.randn(1, 1, 1, 8)
+    request = {
+        "layout": "NHWC",
+        "inputs": a_prev.tolist(),
+        "layers": [
+            {"type": "conv2d", "weights": w.tolist(), "biases": b.tolist(), "pad": 2, "stride": 2}
+        ],
+        "include": ["z", "dx"],
+    }
+    return request
+
+
+def test_ngs_conv_forward_published_z_mean_and_z_3_2_1_are_reproduced(client):
+    """Ng's conv_forward check (NG_NOTEBOOK above): "Z's mean = 0.0489952035289" and
+    "Z[3,2,1] = [-0.61490741 -6.7439236 -2.55153897 1.75698377 3.56208902 0.53036437
+    5.18531798 8.75898442]", through /v1/gradients with "layout": "NHWC", Ng's W (f, f,
+    n_C_prev, n_C) and b (1, 1, 1, n_C) as sent; the upstream is the all-ones gradient."""
+    request = ng_conv_request()
+    request["upstream"] = np.ones((10, 4, 4, 8)).tolist()  # n_H = (4 - 2 + 2*2) / 2 + 1 = 4
+    answer = post(client, request)
+    z = np.array(answer["layers"][0]["z"])
+    assert z.shape == (10, 4, 4, 8)
+    np.testing.assert_allclose(np.mean(z), 0.0489952035289, rtol=0, atol=5e-14)  # 13 decimals
+    expected = [
+        -0.61490741, -6.7439236, -2.55153897, 1.75698377,
+        3.56208902, 0.53036437, 5.18531798, 8.75898442,
+    ]  # fmt: skip
+    np.testing.assert_allclose(z[3, 2, 1], expected, rtol=0, atol=5e-9)  # 8 decimals
+    assert_matches_torch(answer, request)
+
+
+def test_ngs_conv_backward_published_means_are_reproduced(client):
+    """Ng's conv_backward check (NG_NOTEBOOK above): with dZ = Z of his conv_forward example,
+    "dA_mean = 1.45243777754", "dW_mean = 1.72699145831", "db_mean = 7.83923256462"; the
+    service's dx is his dA_prev, its dW his dW (2, 2, 3, 8) and db his (1, 1, 1, 8)."""
+    request = ng_conv_request()
+    request["upstream"] = np.ones((10, 4, 4, 8)).tolist()
+    z = post(client, request)["layers"][0]["z"]
+    request["upstream"] = z  # his conv_backward(Z, cache_conv): dZ = Z, so Z is sent back
+    answer = post(client, request)
+    conv = answer["layers"][0]
+    assert np.shape(conv["dW"]) == (2, 2, 3, 8) and np.shape(conv["db"]) == (1, 1, 1, 8)
+    np.testing.assert_allclose(np.mean(conv["dx"]), 1.45243777754, rtol=0, atol=5e-12)
+    np.testing.assert_allclose(np.mean(conv["dW"]), 1.72699145831, rtol=0, atol=5e-12)
+    np.testing.assert_allclose(np.mean(conv["db"]), 7.83923256462, rtol=0, atol=5e-12)
+    assert_matches_torch(answer, request)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        (
+            "maxpool2d",
+            [[[[1.74481176, 0.86540763, 1.13376944]]], [[[1.13162939, 1.51981682, 2.18557541]]]],
+        ),
+        (
+            "avgpool2d",
+            [[[[0.02105773, -0.20328806, -0.40389855]]], [[[-0.22154621, 0.51716526, 0.48155844]]]],
+        ),
+    ],
+)
+def test_ngs_pool_forward_published_output_is_reproduced(client, kind, expected):
+    """Ng's pool_forward check (NG_NOTEBOOK above): np.random.seed(1); A_prev (2, 4, 4, 3);
+    f 3, stride 2, modes max and average: A printed to 8 decimals."""
+    np.random.seed(1)
+    a_prev = np.random.randn(2, 4, 4, 3)
+    request = {
+        "layout": "NHWC",
+        "inputs": a_prev.tolist(),
+        "layers": [{"type": kind, "pool": 3, "stride": 2}],
+        "upstream": np.ones((2, 1, 1, 3)).tolist(),
+        "include": ["z"],
+    }
+    answer = post(client, request)
+    np.testing.assert_allclose(answer["layers"][0]["z"], expected, rtol=0, atol=5e-9)
+
+
+@pytest.mark.parametrize(
+    ("kind", "ties", "expected"),
+    [
+        ("maxpool2d", "all", [[0.0, 0.0], [5.05844394, -1.68282702], [0.0, 0.0]]),
+        (
+            "avgpool2d",
+            None,
+            [[0.08485462, 0.2787552], [1.26461098, -0.25749373], [1.17975636, -0.53624893]],
+        ),
+    ],
+)
+def test_ngs_pool_backward_published_da_prev_is_reproduced(client, kind, ties, expected):
+    """Ng's pool_backward check (NG_NOTEBOOK above): np.random.seed(1); A_prev (5, 5, 3, 2),
+    f 2, stride 1; dA = np.random.randn(5, 4, 2, 2) drawn next ("mean of dA =
+    0.145713902729"); dA_prev[1, 1] printed to 8 decimals for modes max (his mask
+    x == np.max(x): "ties": "all") and average."""
+    np.random.seed(1)
+    a_prev = np.random.randn(5, 5, 3, 2)
+    d_a = np.random.randn(5, 4, 2, 2)
+    np.testing.assert_allclose(np.mean(d_a), 0.145713902729, rtol=0, atol=5e-13)
+    layer = {"type": kind, "pool": 2, "stride": 1} | ({"ties": ties} if ties else {})
+    request = {
+        "layout": "NHWC",
+        "inputs": a_prev.tolist(),
+        "layers": [layer],
+        "upstream": d_a.tolist(),
+        "include": ["dx"],
+    }
+    answer = post(client, request)
+    dx = np.array(answer["layers"][0]["dx"])
+    assert dx.shape == (5, 5, 3, 2)
+    np.testing.assert_allclose(dx[1, 1], expected, rtol=0, atol=5e-9)
+    assert_matches_torch(answer, request)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_a_single_conv_layer_with_upstream_is_cs231n_conv_backward(client, layout):
     """CS231n's conv_backward_naive check: x (4, 3, 5, 5), w (2, 3, 3, 3), dout (4, 2, 5, 5),

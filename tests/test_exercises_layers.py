@@ -1,0 +1,389 @@
+"""POST /v1/exercises with "layers": problems with every layer kind (issue 13, item 7).
+
+Each generated problem is a valid /v1/gradients request whose answer is the exercise's
+solution, byte for byte, and agrees with PyTorch float64 autograd.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from service.core.cost import NetworkShape
+from service.core.exercise_layers import MIN_VARIANCE, generate_layered, network_shape
+from service.routes import autograder
+from tests.conftest import ROOT
+from tests.torch_reference import assert_matches_torch
+
+CONVENTIONS = ("numpy", "torch", "columns")
+
+#: one network per layer kind (and variant), each ending in a loss over 3 classes
+KINDS = {
+    "dense_without_bias": [
+        {"units": 4, "activation": "tanh", "bias": False},
+        {"units": 3, "activation": "softmax", "bias": False},
+    ],
+    "batchnorm_train_biased": [
+        {"units": 4, "activation": "identity"},
+        {"type": "batchnorm", "activation": "relu"},
+        {"units": 3, "activation": "softmax"},
+    ],
+    "batchnorm_train_unbiased_running": [
+        {"type": "batchnorm", "variance": "unbiased", "running": True, "momentum": 0.8},
+        {"units": 3, "activation": "softmax"},
+    ],
+    "batchnorm_eval": [
+        {"units": 4, "activation": "relu"},
+        {"type": "batchnorm", "mode": "eval", "eps": 0.001},
+        {"units": 3, "activation": "softmax"},
+    ],
+    "layernorm": [
+        {"units": 4, "activation": "relu"},
+        {"type": "layernorm", "activation": "tanh"},
+        {"units": 3, "activation": "softmax"},
+    ],
+    "dropout": [
+        {"units": 5, "activation": "relu"},
+        {"type": "dropout", "keep_prob": 0.7},
+        {"units": 3, "activation": "softmax"},
+    ],
+}
+
+
+def body(layers, **changes) -> dict:
+    return {
+        "seed": 7,
+        "n_in": 3,
+        "layers": layers,
+        "loss": "cross_entropy",
+        "targets": "labels",
+        "batch_size": 6,
+    } | changes
+
+
+def exercise(client, **changes) -> dict:
+    response = client.post("/v1/exercises", json=body(KINDS["batchnorm_train_biased"]) | changes)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def assert_is_the_gradients_answer_and_torchs(client, answer: dict) -> None:
+    problem, solution = answer["problem"], answer["solution"]
+    gradients = client.post("/v1/gradients", json=problem)
+    assert gradients.status_code == 200, gradients.get_json()
+    assert gradients.get_json() == solution
+    assert_matches_torch(solution, problem)
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_layer_kind_gives_a_problem_whose_solution_is_the_gradients_answer_and_torchs(
+    client, kind, convention
+):
+    answer = exercise(client, layers=KINDS[kind], convention=convention)
+    assert_is_the_gradients_answer_and_torchs(client, answer)
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize(
+    ("loss", "last", "targets"),
+    [
+        ("mse", "tanh", "dense"),
+        ("half_mse", "identity", "dense"),
+        ("bce", "sigmoid", "dense"),
+        ("hinge", "identity", "dense"),
+        ("cross_entropy", "softmax", "dense"),
+        ("cross_entropy", "softmax", "labels"),
+        ("svm", "identity", "dense"),
+        ("svm", "identity", "labels"),
+    ],
+)
+def test_every_loss_and_target_form_is_the_gradients_answer_and_torchs(
+    client, loss, last, targets, convention
+):
+    layers = [
+        {"units": 4, "activation": "relu", "bias": False},
+        {"type": "batchnorm"},
+        {"type": "dropout", "keep_prob": 0.8},
+        {"units": 3, "activation": last},
+    ]
+    answer = exercise(
+        client, layers=layers, loss=loss, targets=targets, convention=convention, reduction="sum"
+    )
+    assert_is_the_gradients_answer_and_torchs(client, answer)
+
+
+@pytest.mark.parametrize("dz_scale", ["reduced", "per_sample"])
+def test_dz_scale_and_decimals_reach_the_problem_and_its_solution(client, dz_scale):
+    answer = exercise(client, dz_scale=dz_scale, decimals=2, convention="columns")
+    problem = answer["problem"]
+    assert problem.get("dz_scale", "reduced") == dz_scale
+    numbers = np.concatenate(
+        [np.ravel(problem["inputs"])]
+        + [
+            np.ravel(layer[k])
+            for layer in problem["layers"]
+            for k in layer
+            if k in ("weights", "biases", "gamma", "beta")
+        ]
+    )
+    np.testing.assert_array_equal(numbers, np.round(numbers, 2))
+    assert client.post("/v1/gradients", json=problem).get_json() == answer["solution"]
+
+
+def test_the_same_layered_request_gives_the_same_bytes_in_another_process(client, tmp_path):
+    dropout = KINDS["dropout"]
+    request = body([*dropout[:2], {"type": "layernorm"}, dropout[2]], decimals=3)
+    out = tmp_path / "answer.json"
+    script = (
+        "from service import create_app; import pathlib\n"
+        f"body = {request!r}\n"
+        "answer = create_app().test_client().post('/v1/exercises', json=body).data\n"
+        f"pathlib.Path({str(out)!r}).write_bytes(answer)"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, check=True)
+    response = client.post("/v1/exercises", json=request)
+    assert response.status_code == 200
+    first = response.data
+    assert out.read_bytes() == first == client.post("/v1/exercises", json=request).data
+
+
+def test_different_seeds_give_different_layered_problems(client):
+    assert exercise(client, seed=1)["problem"] != exercise(client, seed=2)["problem"]
+
+
+def test_dropout_is_generated_with_a_seed_never_a_mask_and_the_solution_holds_the_mask(client):
+    answer = exercise(client, layers=KINDS["dropout"], batch_size=5)
+    layer = answer["problem"]["layers"][1]
+    assert set(layer) == {"type", "keep_prob", "seed", "activation"}
+    assert layer["keep_prob"] == 0.7 and isinstance(layer["seed"], int)
+    mask = np.asarray(answer["solution"]["layers"][1]["mask"])
+    expected = np.random.default_rng(layer["seed"]).random((5, 5)) < 0.7
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_a_bias_free_dense_layer_has_no_biases_and_its_solution_no_db(client):
+    answer = exercise(client, layers=KINDS["dense_without_bias"])
+    assert [set(layer) for layer in answer["problem"]["layers"]] == [{"weights", "activation"}] * 2
+    assert [set(layer) for layer in answer["solution"]["layers"]] == [{"a", "dW"}] * 2
+
+
+@pytest.mark.parametrize(
+    ("spec", "sent", "answered"),
+    [
+        ({"type": "batchnorm"}, {"mode": "train", "variance": "biased"}, set()),
+        (
+            {"type": "batchnorm", "variance": "unbiased", "running": True},
+            {"mode": "train", "variance": "unbiased", "momentum": 0.9},
+            {"running_mean", "running_var"},
+        ),
+        (
+            {"type": "batchnorm", "mode": "eval"},
+            {"mode": "eval", "variance": "biased"},
+            set(),
+        ),
+    ],
+)
+def test_batchnorm_is_generated_in_the_mode_and_variance_asked(client, spec, sent, answered):
+    answer = exercise(client, layers=[spec, {"units": 3, "activation": "softmax"}])
+    layer = answer["problem"]["layers"][0]
+    assert {k: layer[k] for k in sent} == sent
+    running = {"running_mean", "running_var"} <= set(layer)
+    assert running == (spec.get("mode") == "eval" or spec.get("running", False))
+    if running:
+        assert np.min(layer["running_var"]) >= 0.6  # never a vanishing variance
+    assert set(answer["solution"]["layers"][0]) == {"a", "dgamma", "dbeta"} | answered
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_feature_reaching_a_train_batchnorm_is_spread_over_the_batch(client, seed):
+    """64 relu units over a batch of 3: unconditioned, about one in six would be dead on
+    every sample, and the batchnorm would divide them by sqrt(eps), 316 times."""
+    layers = [
+        {"units": 64, "activation": "relu"},
+        {"type": "batchnorm"},
+        {"units": 3, "activation": "softmax"},
+    ]
+    answer = exercise(client, seed=seed, layers=layers, batch_size=3, decimals=2)
+    relu_out = np.asarray(answer["solution"]["layers"][0]["a"])
+    assert np.min(relu_out.var(axis=0)) >= MIN_VARIANCE
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_sample_reaching_a_layernorm_is_spread_over_its_features(client, seed):
+    layers = [
+        {"units": 3, "activation": "relu"},
+        {"type": "layernorm"},
+        {"units": 2, "activation": "identity"},
+    ]
+    answer = exercise(client, seed=seed, layers=layers, loss="mse", targets="dense", batch_size=32)
+    relu_out = np.asarray(answer["solution"]["layers"][0]["a"])
+    assert np.min(relu_out.var(axis=1)) >= MIN_VARIANCE
+
+
+@pytest.mark.parametrize("targets", ["labels", "dense"])
+def test_class_targets_cover_every_class(client, targets):
+    layers = [{"units": 5, "activation": "softmax"}]
+    answer = exercise(client, layers=layers, targets=targets, batch_size=12, convention="columns")
+    sent = np.asarray(answer["problem"]["targets"])
+    labels = sent if targets == "labels" else sent.argmax(axis=0)  # columns: (n_out, batch)
+    assert sent.shape == ((12,) if targets == "labels" else (5, 12))
+    assert sorted(np.bincount(labels.astype(int))) == [2, 2, 2, 3, 3]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "says"),
+    [
+        ({"loss": "mse"}, "targets", "class labels need a loss over classes (cross_entropy, svm)"),
+        (
+            {"targets": "dense", "loss": "bce"},
+            "loss",
+            "the generated problem would be refused by /v1/gradients: bce needs a sigmoid output",
+        ),
+        (
+            {
+                "batch_size": 1,
+                "layers": [
+                    {"type": "batchnorm", "variance": "unbiased"},
+                    {"units": 3, "activation": "softmax"},
+                ],
+            },
+            "layers.0.variance",
+            'the generated problem would be refused by /v1/gradients: "unbiased" divides',
+        ),
+        (
+            {
+                "batch_size": 1,
+                "layers": [{"type": "batchnorm"}, {"units": 3, "activation": "softmax"}],
+            },
+            "batch_size",
+            "layer 0 is a batchnorm in train mode: over a batch of 1 its batch variance is 0",
+        ),
+        (
+            {
+                "layers": [{"units": 1, "activation": "tanh"}, {"type": "layernorm"}],
+                "loss": "mse",
+                "targets": "dense",
+            },
+            "layers.1",
+            "a layernorm over 1 feature normalises every value to 0",
+        ),
+        ({"layer_sizes": [3, 2]}, "layer_sizes", "layer_sizes was sent with layers"),
+        ({"activations": ["tanh"]}, "activations", "activations was sent with layers"),
+        ({"n_in": None}, "n_in", "missing: the number of input features"),
+        ({"n_in": 0}, "n_in", "Must be greater than or equal to 1"),
+        ({"layers": []}, "layers", "at least one layer is needed"),
+        ({"layers": [{"type": "conv2d"}]}, "layers.0.type", "exercises do not generate yet"),
+        ({"layers": [{"type": "batchnrom"}]}, "layers.0.type", "did you mean"),
+        ({"layers": [{"units": 3}]}, "layers.0.activation", "Missing data"),
+        (
+            {"layers": [{"units": 3, "activation": "relu", "bias": 1}]},
+            "layers.0.bias",
+            "true or false",
+        ),
+        (
+            {"layers": [{"units": 3, "activation": "relu", "bais": False}]},
+            "layers.0.bais",
+            "unknown field",
+        ),
+        (
+            {"layers": [{"type": "dropout", "keep_prob": 0}]},
+            "layers.0.keep_prob",
+            "must be in (0, 1]",
+        ),
+        (
+            {"layers": [{"type": "dropout", "keep_prob": 0.5, "seed": 3}]},
+            "layers.0.seed",
+            "unknown field",
+        ),
+        (
+            {"layers": [{"type": "batchnorm", "momentum": 2}]},
+            "layers.0.momentum",
+            "must be in [0, 1]",
+        ),
+        ({"layers": [{"type": "batchnorm", "mode": "test"}]}, "layers.0.mode", "unknown mode"),
+        ({"layers": [{"type": "layernorm", "eps": 0}]}, "layers.0.eps", "greater than 0"),
+        ({"layers": ["dense"]}, "layers.0", "expected a JSON object"),
+    ],
+)
+def test_impossible_layered_requests_are_422_naming_the_field(client, changes, field, says):
+    response = client.post("/v1/exercises", json=body(KINDS["batchnorm_train_biased"]) | changes)
+    assert response.status_code == 422, response.get_json()
+    assert response.content_type == "application/problem+json"
+    errors = response.get_json()["errors"]
+    assert list(errors) == [field], errors
+    assert says.lower() in errors[field][0].lower()
+
+
+def test_targets_and_n_in_belong_to_layers_not_to_layer_sizes(client):
+    dense_only = {"seed": 1, "layer_sizes": [2, 3], "activations": ["softmax"], "loss": "svm"}
+    for extra, field in (({"targets": "labels"}, "targets"), ({"n_in": 2}, "n_in")):
+        response = client.post("/v1/exercises", json=dense_only | extra)
+        assert response.status_code == 422
+        assert response.get_json()["errors"][field][0].startswith(f"{field} goes with layers")
+
+
+# -- pricing ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("targets", ["labels", "dense"])
+def test_the_price_is_read_from_the_spec_as_it_would_be_from_the_generated_problem(
+    client, kind, targets
+):
+    """The cost model sees before drawing exactly what it would see of the problem drawn:
+    every kind's parameters, held running statistics, drawn masks and the targets' form."""
+    from schemas.exercises import ExerciseRequestSchema
+
+    request = ExerciseRequestSchema().load(body(KINDS[kind], targets=targets, batch_size=5))
+    problem = generate_layered(request.spec)
+    assert network_shape(request.spec) == NetworkShape.of(problem)
+
+
+@pytest.fixture
+def never_generated(monkeypatch):
+    def generate(*args, **kwargs):
+        raise AssertionError("the exercise was generated before its limits were checked")
+
+    monkeypatch.setattr(autograder, "generate_layered", generate)
+
+
+def test_a_layered_exercise_too_large_to_hold_is_refused_by_how_much_before_it_is_drawn(
+    client, never_generated
+):
+    layers = [
+        {"units": 1024, "activation": "relu", "bias": False},
+        {"type": "batchnorm", "running": True},
+        {"type": "dropout", "keep_prob": 0.5},
+        {"type": "layernorm"},
+        {"units": 1024, "activation": "softmax"},
+    ]
+    response = client.post("/v1/exercises", json=body(layers, n_in=1024, batch_size=1024))
+    assert response.status_code == 422
+    (message,) = response.get_json()["errors"]["_request"]
+    assert message.startswith("the computation would hold about ")
+    assert "x this service's limit of 256 MiB (GRADIENT_MAX_REQUEST_BYTES)" in message
+    assert message.endswith("ask for a smaller batch_size, or fewer and narrower layers.")
+
+
+def test_every_layered_exercise_is_priced_above_its_dense_only_twin(client):
+    """The generator's forward pass and the load through /v1/gradients' schema are priced."""
+    from schemas.exercises import ExerciseRequestSchema
+    from service.core.request_costs import exercise_cost
+
+    request = ExerciseRequestSchema().load(
+        body(
+            [{"units": 8, "activation": "tanh"}, {"units": 3, "activation": "softmax"}],
+            targets="dense",
+        )
+    )
+    net = network_shape(request.spec)
+    plain, layered = (
+        exercise_cost(net, "cross_entropy"),
+        exercise_cost(net, "cross_entropy", 33),
+    )
+    assert layered.bytes > plain.bytes and layered.flops > plain.flops
+    assert any("loaded by /v1/gradients' schema" in part.what for part in layered.parts)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import orjson
 import pytest
 
 from service.core.cost import NetworkShape
@@ -387,3 +388,51 @@ def test_every_layered_exercise_is_priced_above_its_dense_only_twin(client):
     )
     assert layered.bytes > plain.bytes and layered.flops > plain.flops
     assert any("loaded by /v1/gradients' schema" in part.what for part in layered.parts)
+
+
+@pytest.mark.parametrize(
+    ("n_in", "layers", "batch"),
+    [
+        (
+            256,
+            [
+                {"units": 256, "activation": "relu", "bias": False},
+                {"type": "batchnorm", "running": True},
+                {"type": "dropout", "keep_prob": 0.5},
+                {"type": "layernorm", "activation": "tanh"},
+                {"units": 64, "activation": "softmax"},
+            ],
+            1024,
+        ),
+        (
+            1024,
+            [{"type": "batchnorm", "mode": "eval"}, {"units": 1024, "activation": "softmax"}],
+            32,
+        ),
+        (
+            2,
+            [
+                {"units": 2, "activation": "relu"},
+                {"type": "layernorm"},
+                {"units": 8, "activation": "softmax"},
+            ],
+            1024,
+        ),
+    ],
+    ids=["every_kind", "wide", "narrow_layernorm"],
+)
+def test_a_layered_exercise_holds_less_than_its_estimate(n_in, layers, batch):
+    """tracemalloc from the cost check to the written answer, within the priced bytes."""
+    from flask.testing import FlaskClient
+
+    from service import create_app
+    from tests.memory_cases import Case, traced
+
+    app = create_app({"RATELIMIT_ENABLED": False})
+    app.test_client_class = FlaskClient  # the contract gate's parsing is not the service's
+    request = body(layers, n_in=n_in, batch_size=batch)
+    measured = traced(app.test_client(), Case("layered", "/v1/exercises", orjson.dumps(request)))
+    assert measured.status == 200
+    assert measured.view <= measured.estimate.bytes, (
+        f"{measured.view / 2**20:.1f} MiB held, {measured.estimate.bytes / 2**20:.1f} MiB estimated"
+    )

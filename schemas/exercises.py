@@ -13,8 +13,8 @@ from service.core.problem import DZ_SCALES
 
 from .answers import GradientsResponseSchema
 from .base import StrictSchema
-from .conventions import CONVENTIONS, Convention
-from .exercise_layers import MAX_UNITS, LayerSpecField, lay_out
+from .conventions import CONVENTIONS, LAYOUTS, Convention, convention_of
+from .exercise_layers import MAX_UNITS, LayerSpecField, lay_out, skeleton_errors
 from .fields import MAX_LAYERS, BoundedList, Choice, Whole, one_of
 from .gradients import DZ_SCALE_TEXT, GradientsRequest, GradientsRequestSchema
 from .layers import ACTIVATION_NAMES, WEIGHTS
@@ -40,13 +40,15 @@ class ExerciseRequest:
         c, spec = self.convention, self.spec
         targets = problem.targets
         document = {
-            "inputs": c.data(problem.inputs),
+            "inputs": c.data(problem.inputs, back=True),
             "targets": targets if targets.ndim == 1 else c.data(targets),
             "layers": lay_out(problem.layers, spec.layers, c, self.vector),
             "loss": problem.loss,
             "reduction": problem.reduction,
             "convention": c.name,
         }
+        if problem.inputs.ndim == 4:
+            document["layout"] = c.layout
         if problem.dz_scale != "reduced":
             document["dz_scale"] = problem.dz_scale
         return document
@@ -116,7 +118,32 @@ class ExerciseRequestSchema(StrictSchema):
     n_in = Whole(
         load_default=None,
         validate=validate.Range(min=1, max=MAX_UNITS),
-        metadata={"description": "with layers: the inputs' features (required with layers)"},
+        metadata={"description": "with layers: the inputs' features (or image_shape)"},
+    )
+    image_shape = BoundedList(
+        Whole(validate=validate.Range(min=1, max=MAX_UNITS)),
+        3,
+        "sizes",
+        load_default=None,
+        validate=validate.Length(equal=3, error="give [channels, height, width]."),
+        metadata={
+            "example": [1, 6, 6],
+            "description": (
+                "with layers, instead of n_in: each input image's [channels, height, width] "
+                "(in that order whatever the layout); the inputs are then 4-D, in the layout"
+            ),
+        },
+    )
+    layout = one_of(
+        LAYOUTS,
+        "layout",
+        load_default="NCHW",
+        metadata={
+            "description": (
+                "with image_shape: NCHW (CS231n, PyTorch) or NHWC (Andrew Ng's course 4), for "
+                "the inputs and the convolutions' weights, as /v1/gradients' layout"
+            )
+        },
     )
     layers = BoundedList(
         LayerSpecField(
@@ -171,8 +198,11 @@ class ExerciseRequestSchema(StrictSchema):
             return self._check_layered(data)
         if data["activations"] is None:
             raise ValidationError({"activations": ["missing: one activation per layer."]})
-        if data["n_in"] is not None or data["targets"] != "dense":
-            name = "n_in" if data["n_in"] is not None else "targets"
+        sent = [name for name in ("n_in", "image_shape") if data[name] is not None] + [
+            name for name in ("targets", "layout") if data[name] != self.fields[name].load_default
+        ]
+        if sent:
+            name = sent[0]
             raise ValidationError(
                 {
                     name: [
@@ -204,8 +234,10 @@ class ExerciseRequestSchema(StrictSchema):
             )
 
     def _check_layered(self, data: dict) -> None:
-        """layers, with n_in; the rules of the problem itself are /v1/gradients' (the route
-        loads the generated problem with its schema).  Here only what cannot be drawn well."""
+        """layers, with n_in or image_shape.  The problem's own rules are /v1/gradients': its
+        shape rules and its loss's rule on the problem's skeleton before anything is drawn
+        (skeleton_errors), all of its schema on the drawn problem (the route).  Here besides
+        only what cannot be drawn well, and labels for a loss that takes none."""
         errors = {}
         for name in ("layer_sizes", "activations"):
             if data[name] is not None:
@@ -219,11 +251,31 @@ class ExerciseRequestSchema(StrictSchema):
                 {"layer_sizes": [missing]}
                 | ({} if data["activations"] else {"activations": [missing]})
             )
-        if data["n_in"] is None:
-            errors["n_in"] = ["missing: the number of input features, required with layers."]
+        shapes = [name for name in ("n_in", "image_shape") if data[name] is not None]
+        if not shapes:
+            errors["n_in"] = [
+                "missing: the number of input features (or image_shape, [channels, height, "
+                "width] of each input image), required with layers."
+            ]
+        elif len(shapes) == 2:
+            errors["image_shape"] = [
+                "n_in and image_shape were both sent: send n_in for rows of features, or "
+                "image_shape for images."
+            ]
         if errors:
             raise ValidationError(errors)
         loss = LOSSES[data["loss"]]
+        c = convention_of(data)
+        errors = skeleton_errors(
+            data["layers"],
+            self._input_shape(data),
+            data["batch_size"],
+            c,
+            self._vector(data),
+            data["loss"],
+        )
+        if errors:
+            raise ValidationError(errors)
         if data["targets"] == "labels" and not loss.takes_labels:
             takes = [name for name, other in LOSSES.items() if other.takes_labels]
             raise ValidationError(
@@ -247,7 +299,7 @@ class ExerciseRequestSchema(StrictSchema):
                         ]
                     }
                 )
-            if spec.spreads(1) and self._widths(data)[i] < 2:
+            if spec.spreads(1) and self._samples(data)[i] == (1,):
                 raise ValidationError(
                     {
                         f"layers.{i}": [
@@ -259,20 +311,29 @@ class ExerciseRequestSchema(StrictSchema):
                 )
 
     @staticmethod
-    def _widths(data: dict) -> list[int]:
-        widths = [data["n_in"]]
+    def _input_shape(data: dict) -> tuple[int, ...]:
+        """One input sample, canonical: (n_in,), or (C, H, W)."""
+        return (data["n_in"],) if data["n_in"] is not None else tuple(data["image_shape"])
+
+    @staticmethod
+    def _vector(data: dict):
+        c = CONVENTIONS[data["convention"]]
+        return ExerciseRequest(None, c, data["bias_shape"]).vector
+
+    def _samples(self, data: dict) -> list[tuple[int, ...]]:
+        samples = [self._input_shape(data)]
         for spec in data["layers"]:
-            widths.append(spec.units if spec.kind == "dense" else widths[-1])
-        return widths
+            samples.append(spec.sample_out(samples[-1]))
+        return samples
 
     @post_load
     def _to_request(self, data, **kwargs) -> ExerciseRequest:
         if data["layers"] is not None:
-            convention = CONVENTIONS[data["convention"]]
+            convention = convention_of(data)
             return ExerciseRequest(
                 spec=LayeredSpec(
                     seed=data["seed"],
-                    n_in=data["n_in"],
+                    input_shape=self._input_shape(data),
                     layers=tuple(data["layers"]),
                     loss=data["loss"],
                     reduction=data["reduction"],
@@ -281,6 +342,7 @@ class ExerciseRequestSchema(StrictSchema):
                     dz_scale=data["dz_scale"],
                     labels=data["targets"] == "labels",
                     columns=convention.samples_are_columns,
+                    channels_last=convention.channels_last,
                 ),
                 convention=convention,
                 bias_shape=data["bias_shape"],

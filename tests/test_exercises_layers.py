@@ -277,7 +277,7 @@ def test_class_targets_cover_every_class(client, targets):
         ({"n_in": None}, "n_in", "missing: the number of input features"),
         ({"n_in": 0}, "n_in", "Must be greater than or equal to 1"),
         ({"layers": []}, "layers", "at least one layer is needed"),
-        ({"layers": [{"type": "conv2d"}]}, "layers.0.type", "exercises do not generate yet"),
+        ({"layers": [{"type": "lstm"}]}, "layers.0.type", "expected one of dense, batchnorm"),
         ({"layers": [{"type": "batchnrom"}]}, "layers.0.type", "did you mean"),
         ({"layers": [{"units": 3}]}, "layers.0.activation", "Missing data"),
         (

@@ -25,16 +25,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from math import prod
 from typing import Any
 
 import numpy as np
 
 from .activations import get_activation
 from .budget import NO_DEADLINE, Deadline
-from .cost import LayerShape, NetworkShape, dense_shape
+from .cost import LayerShape, NetworkShape
 from .exercises import _targets
 from .layers import KINDS
+from .layers.conv2d import output_size
 from .layers.dropout import dropout_layer
+from .layers.pool2d import pooled_size
 from .problem import Layer, Problem, dense_layer
 
 #: the smallest batch variance of a feature entering a train-mode batchnorm (and of a
@@ -46,7 +49,10 @@ REDRAWS = 32
 #: width (the batch): at most BUDGET more forward passes, which the cost model prices
 BUDGET = 4
 #: the kinds an exercise can generate
-GENERATED_KINDS = ("dense", "batchnorm", "layernorm", "dropout")
+GENERATED_KINDS = (
+    *("dense", "batchnorm", "layernorm", "dropout"),
+    *("conv2d", "maxpool2d", "avgpool2d", "flatten"),
+)
 
 Array = np.ndarray
 
@@ -57,11 +63,29 @@ class LayerSpec:
 
     kind: str
     activation: str = "identity"
-    units: int | None = None  # dense: units out
-    bias: bool = True  # dense: with a bias
+    units: int | None = None  # dense: units out; conv2d: filters
+    bias: bool = True  # dense, conv2d: with a bias
     #: batchnorm: mode, variance, momentum, eps, running (send running statistics in train
-    #: mode); layernorm: eps; dropout: keep_prob.  None: the kind's default.
+    #: mode); layernorm: eps; dropout: keep_prob; conv2d: size, stride, pad (pairs); the
+    #: pools: pool, stride (a pair, or None: the pool), maxpool2d's ties
     settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def sample_out(self, sample: tuple[int, ...]) -> tuple[int, ...]:
+        """One sample's shape out, for one sample's shape in (canonical (C, H, W) images)."""
+        s = self.settings
+        if self.kind == "dense":
+            return (self.units,)
+        if self.kind == "flatten":
+            return (prod(sample),)
+        if self.kind == "conv2d":
+            (_, height, width), sizes = sample, zip(s["size"], s["stride"], s["pad"])
+            h, w = (output_size(n, *size)[0] for n, size in zip((height, width), sizes))
+            return (self.units, h, w)
+        if self.kind in ("maxpool2d", "avgpool2d"):
+            channels, height, width = sample
+            (ph, pw), (sh, sw) = s["pool"], s["stride"] or s["pool"]
+            return (channels, pooled_size(height, ph, sh), pooled_size(width, pw, sw))
+        return sample
 
     def spreads(self, axis: int) -> bool:
         """Its input must not be nearly constant along ``axis``: 0 over the batch (a
@@ -74,7 +98,8 @@ class LayerSpec:
 @dataclass(frozen=True)
 class LayeredSpec:
     seed: int
-    n_in: int
+    #: one sample: (n_in,), or an image's canonical (C, H, W)
+    input_shape: tuple[int, ...]
     layers: tuple[LayerSpec, ...]
     loss: str
     reduction: str = "mean"
@@ -84,13 +109,15 @@ class LayeredSpec:
     labels: bool = False  # class labels (batch,) rather than dense targets
     #: the client's data is (n, batch): a dropout mask is drawn in that layout
     columns: bool = False
+    #: the request's layout is NHWC: a flatten takes the pixels in that order
+    channels_last: bool = False
 
-    def widths(self) -> list[int]:
-        """Units into each layer, and out of the last: (n_in, ..., n_out)."""
-        widths = [self.n_in]
+    def samples(self) -> list[tuple[int, ...]]:
+        """One sample's shape into each layer, and out of the last."""
+        samples = [self.input_shape]
         for layer in self.layers:
-            widths.append(layer.units if layer.kind == "dense" else widths[-1])
-        return widths
+            samples.append(layer.sample_out(samples[-1]))
+        return samples
 
 
 def tiny(out: Array, axis: int) -> Array:
@@ -111,7 +138,7 @@ def generate_layered(spec: LayeredSpec, deadline: Deadline = NO_DEADLINE) -> Pro
         return array if spec.decimals is None else np.round(array, spec.decimals)
 
     batch, following = spec.batch_size, spec.layers[0]
-    inputs = rounded(rng.normal(size=(batch, spec.n_in)))
+    inputs = rounded(rng.normal(size=(batch, *spec.input_shape)))
     for axis in (0, 1):
         if following.spreads(axis):
             inputs = _respread(inputs, axis, rng, rounded)
@@ -120,7 +147,7 @@ def generate_layered(spec: LayeredSpec, deadline: Deadline = NO_DEADLINE) -> Pro
     for i, layer_spec in enumerate(spec.layers):
         deadline.check()
         following = spec.layers[i + 1] if i + 1 < len(spec.layers) else None
-        layer, x = _drawn_and_conditioned(rng, rounded, layer_spec, x, following, spec.columns)
+        layer, x = _drawn_and_conditioned(rng, rounded, layer_spec, x, following, spec)
         layers.append(layer)
         if following is not None and following.spreads(1):
             inputs, x = _respread_samples(inputs, x, layers, rng, rounded)
@@ -171,8 +198,8 @@ def _respread_samples(
         if not bad.size:
             break
         budget -= bad.size
-        inputs[bad, :] = rounded(rng.normal(size=(bad.size, inputs.shape[1])))
-        rows = inputs[bad, :]
+        inputs[bad] = rounded(rng.normal(size=(bad.size, *inputs.shape[1:])))
+        rows = inputs[bad]
         for layer in layers:
             if layer.kind == "dropout":
                 rows = _activate(layer, rows * layer.settings["cache"].scaled[bad])
@@ -208,19 +235,19 @@ def _forward(layer: Layer, x: Array) -> Array:
 
 
 def _drawn_and_conditioned(
-    rng, rounded, spec: LayerSpec, x: Array, following: LayerSpec | None, columns: bool
+    rng, rounded, spec: LayerSpec, x: Array, following: LayerSpec | None, whole: LayeredSpec
 ) -> tuple[Layer, Array]:
     """One layer drawn, and its output; redrawn while a train-mode batchnorm next would see
     a feature nearly constant over the batch (see the module's docstring): a dense layer's
     offending units only (at most BUDGET times as many as it has), a dropout's seed (at
     most once)."""
-    layer = _draw(rng, rounded, spec, x.shape[1], columns)
+    layer = _draw(rng, rounded, spec, x.shape[1:], whole)
     out = _forward(layer, x)
     if following is None or not following.spreads(0) or spec.kind not in ("dense", "dropout"):
         return layer, out
     if spec.kind == "dropout":
         if tiny(out, 0).size:
-            layer = _draw(rng, rounded, spec, x.shape[1], columns)
+            layer = _draw(rng, rounded, spec, x.shape[1:], whole)
             out = _forward(layer, x)
         return layer, out
     elementwise = get_activation(spec.activation) is not get_activation("softmax")
@@ -231,7 +258,7 @@ def _drawn_and_conditioned(
         if not bad.size or (not elementwise and budget < spec.units):
             break
         budget -= bad.size if elementwise else spec.units
-        fresh = _draw(rng, rounded, spec, x.shape[1], columns, units=bad.size)
+        fresh = _draw(rng, rounded, spec, x.shape[1:], whole, units=bad.size)
         params["weights"][:, bad] = fresh.params["weights"]
         if "biases" in params:
             params["biases"][bad] = fresh.params["biases"]
@@ -247,19 +274,41 @@ def _drawn_and_conditioned(
 
 
 def _draw(
-    rng, rounded, spec: LayerSpec, n_in: int, columns: bool, units: int | None = None
+    rng,
+    rounded,
+    spec: LayerSpec,
+    sample: tuple[int, ...],
+    whole: LayeredSpec,
+    units: int | None = None,
 ) -> Layer:
-    """One layer of ``spec``'s kind over n_in features (``units``: only that many of a
-    dense layer's columns)."""
+    """One layer of ``spec``'s kind over one sample's shape in (``units``: only that many of
+    a dense layer's columns)."""
     s = spec.settings
     if spec.kind == "dense":
-        n_out = spec.units if units is None else units
+        (n_in,), n_out = sample, spec.units if units is None else units
         weights = rounded(rng.normal(scale=1 / np.sqrt(n_in), size=(n_in, n_out)))
         biases = rounded(rng.normal(scale=0.5, size=n_out)) if spec.bias else None
         return dense_layer(weights, biases, spec.activation)
+    if spec.kind == "conv2d":  # canonical (F, C, HH, WW), scaled by the fan-in as dense
+        shape = (spec.units, sample[0], *s["size"])
+        params = {"weights": rounded(rng.normal(scale=1 / np.sqrt(prod(shape[1:])), size=shape))}
+        if spec.bias:
+            params["biases"] = rounded(rng.normal(scale=0.5, size=spec.units))
+        settings = {"stride": s["stride"], "pad": s["pad"]}
+        return Layer("conv2d", params, spec.activation, settings)
+    if spec.kind in ("maxpool2d", "avgpool2d"):
+        settings = {"pool": s["pool"], "stride": s["stride"] or s["pool"]}
+        if "ties" in s:
+            settings["ties"] = s["ties"]
+        return Layer(spec.kind, {}, spec.activation, settings)
+    if spec.kind == "flatten":
+        return Layer("flatten", {}, spec.activation, {"channels_last": whole.channels_last})
     if spec.kind == "dropout":
         seed = int(rng.integers(0, 2**31))
-        return dropout_layer(s["keep_prob"], seed=seed, columns=columns, activation=spec.activation)
+        return dropout_layer(
+            s["keep_prob"], seed=seed, columns=whole.columns, activation=spec.activation
+        )
+    (n_in,) = sample
     params = {
         "gamma": rounded(rng.uniform(0.6, 1.6, size=n_in)),
         "beta": rounded(rng.normal(scale=0.5, size=n_in)),
@@ -276,18 +325,36 @@ def _draw(
 def network_shape(spec: LayeredSpec) -> NetworkShape:
     """The spec's shapes, before anything is drawn (what NetworkShape.of would read of the
     generated problem): a dropout answers its drawn mask; a batchnorm with running statistics
-    holds them."""
-    batch, shapes = spec.batch_size, []
-    for layer, n in zip(spec.layers, spec.widths()):
+    holds them; a convolution or a pool is sized by its settings."""
+    batch, shapes, samples = spec.batch_size, [], spec.samples()
+    for layer, sample, out in zip(spec.layers, samples, samples[1:]):
+        s, parameters, held, state, settings = layer.settings, (), (), (), ()
         if layer.kind == "dense":
-            shapes.append(dense_shape(n, layer.units, layer.activation, layer.bias))
+            parameters = ((sample[0], layer.units), (layer.units,))[: 1 + layer.bias]
+        elif layer.kind == "conv2d":
+            filters = (layer.units, sample[0], *s["size"])
+            parameters = (filters, (layer.units,))[: 1 + layer.bias]
+            settings = (("stride", s["stride"]), ("pad", s["pad"]))
+        elif layer.kind in ("maxpool2d", "avgpool2d"):
+            settings = (("pool", s["pool"]), ("stride", s["stride"] or s["pool"]))
         elif layer.kind == "dropout":
-            shapes.append(
-                LayerShape("dropout", n, n, (), layer.activation, state=(("mask", (batch, n)),))
+            state = (("mask", (batch, *sample)),)
+        elif layer.kind in ("batchnorm", "layernorm"):
+            parameters = (sample, sample)
+            if layer.kind == "batchnorm" and (s.get("mode") == "eval" or s.get("running")):
+                held = (sample, sample)
+        shapes.append(
+            LayerShape(
+                layer.kind,
+                prod(sample),
+                prod(out),
+                parameters,
+                layer.activation,
+                held=held,
+                state=state,
+                in_shape=sample,
+                out_shape=out,
+                settings=settings,
             )
-        else:
-            s = layer.settings
-            running = layer.kind == "batchnorm" and (s.get("mode") == "eval" or s.get("running"))
-            held = ((n,), (n,)) if running else ()
-            shapes.append(LayerShape(layer.kind, n, n, ((n,), (n,)), layer.activation, held=held))
-    return NetworkShape(batch, spec.n_in, tuple(shapes), labels=spec.labels)
+        )
+    return NetworkShape(batch, prod(spec.input_shape), tuple(shapes), labels=spec.labels)

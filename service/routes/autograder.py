@@ -19,6 +19,7 @@ from schemas import (
 )
 from schemas.batch import CheckBatchRequest, CheckBatchRequestSchema
 from schemas.check import BrokenSubmission
+from schemas.exercise_layers import refused_by_gradients
 from service.batch import grade_class, render_class
 from service.core import compute_gradients
 from service.core.budget import Deadline
@@ -321,7 +322,6 @@ def layered_exercise(request: ExerciseRequest, spec: LayeredSpec, deadline: Dead
 
 #: loads a generated problem as /v1/gradients loads a request (one instance: it keeps no state)
 GRADIENTS_SCHEMA = GradientsRequestSchema()
-REFUSED = "the generated problem would be refused by /v1/gradients: "
 
 
 def as_gradients_request(document: dict) -> GradientsRequest:
@@ -339,13 +339,5 @@ def as_gradients_request(document: dict) -> GradientsRequest:
         return GRADIENTS_SCHEMA.load(as_json)
     except ValidationError as error:
         refused = UnprocessableEntity()
-        refused.data = {"messages": _prefixed(error.messages)}
+        refused.data = {"messages": refused_by_gradients(error.messages)}
         raise refused from None
-
-
-def _prefixed(messages):
-    if isinstance(messages, dict):
-        return {key: _prefixed(value) for key, value in messages.items()}
-    if isinstance(messages, list):
-        return [_prefixed(message) for message in messages]
-    return REFUSED + messages if isinstance(messages, str) else messages

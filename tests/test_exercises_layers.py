@@ -327,19 +327,157 @@ def test_targets_and_n_in_belong_to_layers_not_to_layer_sizes(client):
         assert response.get_json()["errors"][field][0].startswith(f"{field} goes with layers")
 
 
+# -- images: conv2d, the pools, flatten, in both layouts ------------------------------------
+
+#: one image network per image kind (and variant), over 2 channels of 6x6
+IMAGE_KINDS = {
+    "conv2d_pad_relu": [
+        {"type": "conv2d", "filters": 3, "size": 3, "pad": 1, "activation": "relu"},
+        {"type": "flatten"},
+        {"units": 3, "activation": "softmax"},
+    ],
+    "conv2d_stride_without_bias": [
+        {"type": "conv2d", "filters": 2, "size": [2, 3], "stride": [2, 3], "bias": False},
+        {"type": "flatten"},
+        {"units": 3, "activation": "softmax"},
+    ],
+    "maxpool2d_ties_all": [
+        {"type": "conv2d", "filters": 2, "size": 3, "activation": "tanh"},
+        {"type": "maxpool2d", "pool": 2, "ties": "all"},
+        {"type": "flatten"},
+        {"units": 3, "activation": "softmax"},
+    ],
+    "avgpool2d_stride": [
+        {"type": "avgpool2d", "pool": 3, "stride": 1},
+        {"type": "conv2d", "filters": 2, "size": 2, "stride": 2},
+        {"type": "flatten", "activation": "relu"},
+        {"units": 4, "activation": "relu"},
+        {"type": "layernorm"},
+        {"units": 3, "activation": "softmax"},
+    ],
+}
+
+
+def image_body(layers, layout: str, **changes) -> dict:
+    return body(layers, n_in=None, image_shape=[2, 6, 6], layout=layout) | changes
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("kind", IMAGE_KINDS)
+def test_every_image_kind_gives_a_problem_whose_solution_is_the_gradients_answer_and_torchs(
+    client, kind, layout, convention
+):
+    request = image_body(IMAGE_KINDS[kind], layout, convention=convention, decimals=3)
+    response = client.post("/v1/exercises", json=request)
+    assert response.status_code == 200, response.get_json()
+    answer = response.get_json()
+    assert answer["problem"]["layout"] == layout
+    assert_is_the_gradients_answer_and_torchs(client, answer)
+
+
+@pytest.mark.parametrize(
+    ("layout", "inputs", "weights"),
+    [("NCHW", (5, 2, 6, 6), (3, 2, 3, 3)), ("NHWC", (5, 6, 6, 2), (3, 3, 2, 3))],
+)
+def test_images_and_filters_are_laid_out_in_the_layout_asked(client, layout, inputs, weights):
+    request = image_body(IMAGE_KINDS["conv2d_pad_relu"], layout, batch_size=5)
+    problem = client.post("/v1/exercises", json=request).get_json()["problem"]
+    assert np.shape(problem["inputs"]) == inputs
+    assert np.shape(problem["layers"][0]["weights"]) == weights
+    assert problem["layers"][0]["stride"] == [1, 1] and problem["layers"][0]["pad"] == [1, 1]
+
+
+def test_the_same_image_exercise_is_drawn_alike_in_both_layouts(client):
+    """The draw is canonical: NHWC's problem is NCHW's, transposed."""
+    answers = [
+        client.post(
+            "/v1/exercises", json=image_body(IMAGE_KINDS["maxpool2d_ties_all"], layout)
+        ).get_json()["problem"]
+        for layout in ("NCHW", "NHWC")
+    ]
+    nchw, nhwc = answers
+    np.testing.assert_array_equal(
+        np.transpose(nchw["inputs"], (0, 2, 3, 1)), np.asarray(nhwc["inputs"])
+    )
+    np.testing.assert_array_equal(
+        np.transpose(nchw["layers"][0]["weights"], (2, 3, 1, 0)), nhwc["layers"][0]["weights"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("layers", "field", "says"),
+    [
+        (
+            [{"type": "conv2d", "filters": 2, "size": 3, "stride": 2}, {"type": "flatten"}],
+            "layers.0",
+            "(6 + 2*0 - 3) / 2 + 1 = 2.5 is not whole",
+        ),
+        (
+            [{"type": "conv2d", "filters": 2, "size": 7}, {"type": "flatten"}],
+            "layers.0.size",
+            "the filters are 7 high/wide on the height axis",
+        ),
+        ([{"type": "maxpool2d", "pool": 7}, {"type": "flatten"}], "layers.0.pool", "larger than"),
+        ([{"units": 3, "activation": "softmax"}], "layers.0.type", 'put a {"type": "flatten"}'),
+        (
+            [{"type": "flatten"}, {"type": "conv2d", "filters": 1, "size": 1}],
+            "layers.1.type",
+            "takes 4-d images",
+        ),
+        ([{"type": "conv2d", "filters": 1, "size": 1}], "loss", "a loss takes 2-d scores"),
+        ([{"type": "batchnorm"}], "layers.0.type", "takes 2-d data"),
+        (
+            [{"type": "conv2d", "filters": 2, "size": 0}, {"type": "flatten"}],
+            "layers.0.size",
+            "at least 1",
+        ),
+        ([{"type": "conv2d", "size": 2}, {"type": "flatten"}], "layers.0.filters", "missing"),
+    ],
+)
+def test_impossible_image_exercises_are_422_naming_the_field(client, layers, field, says):
+    if layers[-1].get("type") == "flatten":
+        layers = [*layers, {"units": 3, "activation": "softmax"}]
+    response = client.post("/v1/exercises", json=image_body(layers, "NCHW"))
+    assert response.status_code == 422, response.get_json()
+    errors = response.get_json()["errors"]
+    assert list(errors) == [field], errors
+    assert says.lower() in errors[field][0].lower()
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"n_in": 3}, "image_shape"),  # both
+        ({"image_shape": [2, 6]}, "image_shape"),
+        ({"image_shape": [2, 0, 6]}, "image_shape.1"),
+        ({"layout": "NWHC"}, "layout"),
+    ],
+)
+def test_a_wrong_image_shape_or_layout_is_422_naming_it(client, changes, field):
+    request = image_body(IMAGE_KINDS["conv2d_pad_relu"], "NCHW") | changes
+    response = client.post("/v1/exercises", json=request)
+    assert response.status_code == 422
+    assert field in response.get_json()["errors"]
+
+
 # -- pricing ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("targets", ["labels", "dense"])
-def test_the_price_is_read_from_the_spec_as_it_would_be_from_the_generated_problem(
-    client, kind, targets
-):
+@pytest.mark.parametrize(
+    "request_body",
+    [body(KINDS[kind], targets=targets) for kind in KINDS for targets in ("labels", "dense")]
+    + [
+        image_body(IMAGE_KINDS[kind], layout) for kind in IMAGE_KINDS for layout in ("NCHW", "NHWC")
+    ],
+)
+def test_the_price_is_read_from_the_spec_as_it_would_be_from_the_generated_problem(request_body):
     """The cost model sees before drawing exactly what it would see of the problem drawn:
-    every kind's parameters, held running statistics, drawn masks and the targets' form."""
+    every kind's parameters, held running statistics, drawn masks, a convolution's and a
+    pool's sizes, and the targets' form."""
     from schemas.exercises import ExerciseRequestSchema
 
-    request = ExerciseRequestSchema().load(body(KINDS[kind], targets=targets, batch_size=5))
+    request = ExerciseRequestSchema().load(request_body | {"batch_size": 5})
     problem = generate_layered(request.spec)
     assert network_shape(request.spec) == NetworkShape.of(problem)
 
@@ -423,6 +561,22 @@ def test_every_layered_exercise_is_priced_above_its_dense_only_twin(client):
 )
 def test_a_layered_exercise_holds_less_than_its_estimate(n_in, layers, batch):
     """tracemalloc from the cost check to the written answer, within the priced bytes."""
+    assert_held_within_estimate(body(layers, n_in=n_in, batch_size=batch))
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_an_image_exercise_holds_less_than_its_estimate(layout):
+    layers = [
+        {"type": "conv2d", "filters": 16, "size": 3, "pad": 1, "activation": "relu"},
+        {"type": "maxpool2d", "pool": 2},
+        {"type": "flatten"},
+        {"units": 10, "activation": "softmax"},
+    ]
+    request = body(layers, n_in=None, image_shape=[3, 32, 32], layout=layout, batch_size=16)
+    assert_held_within_estimate(request)
+
+
+def assert_held_within_estimate(request: dict) -> None:
     from flask.testing import FlaskClient
 
     from service import create_app
@@ -430,7 +584,6 @@ def test_a_layered_exercise_holds_less_than_its_estimate(n_in, layers, batch):
 
     app = create_app({"RATELIMIT_ENABLED": False})
     app.test_client_class = FlaskClient  # the contract gate's parsing is not the service's
-    request = body(layers, n_in=n_in, batch_size=batch)
     measured = traced(app.test_client(), Case("layered", "/v1/exercises", orjson.dumps(request)))
     assert measured.status == 200
     assert measured.view <= measured.estimate.bytes, (

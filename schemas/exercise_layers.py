@@ -10,6 +10,7 @@ their rules and messages are the same; the rules across fields and layers are
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from functools import cache
 
@@ -53,11 +54,25 @@ class DenseSpecSchema(StrictSchema):
     )
 
 
+def described(field: fields.Field, description: str) -> fields.Field:
+    """/v1/gradients' own field (its validation, its messages), described for an exercise."""
+    field = copy.copy(field)
+    field.metadata = {**field.metadata, "description": description}
+    return field
+
+
 class BatchnormSpecSchema(StrictSchema):
     type = one_of(("batchnorm",), "layer type", required=True)
-    mode = _BATCHNORM["mode"]
+    mode = described(
+        _BATCHNORM["mode"],
+        "train: normalise with the batch's statistics; eval: with running_mean and running_var, "
+        "which are then generated",
+    )
     variance = _BATCHNORM["variance"]
-    momentum = _BATCHNORM["momentum"]
+    momentum = described(
+        _BATCHNORM["momentum"],
+        "with running: running = momentum * running + (1 - momentum) * batch statistic",
+    )
     eps = _NORM["eps"]
     running = Flag(
         load_default=False,

@@ -589,3 +589,84 @@ def assert_held_within_estimate(request: dict) -> None:
     assert measured.view <= measured.estimate.bytes, (
         f"{measured.view / 2**20:.1f} MiB held, {measured.estimate.bytes / 2**20:.1f} MiB estimated"
     )
+
+
+def random_spec(rng: np.random.Generator) -> dict:
+    """A random layered request, images or rows, often impossible on purpose."""
+    activations = ["identity", "relu", "tanh", "sigmoid", "softmax", "leaky_relu"]
+    layers: list[dict] = []
+    images = bool(rng.integers(2))
+    if images:
+        for _ in range(rng.integers(0, 3)):
+            kind = rng.choice(["conv2d", "maxpool2d", "avgpool2d"])
+            if kind == "conv2d":
+                layer = {
+                    "type": "conv2d",
+                    "filters": int(rng.integers(1, 4)),
+                    "size": int(rng.integers(1, 4)),
+                    "stride": int(rng.integers(1, 3)),
+                    "pad": int(rng.integers(0, 2)),
+                    "bias": bool(rng.integers(2)),
+                    "activation": str(rng.choice(activations[:4])),
+                }
+            else:
+                layer = {"type": str(kind), "pool": int(rng.integers(1, 4))}
+            layers.append(layer)
+        layers.append({"type": "flatten"})
+    for _ in range(rng.integers(0, 4)):
+        kind = rng.choice(["dense", "batchnorm", "layernorm", "dropout"])
+        if kind == "dense":
+            layer = {"units": int(rng.integers(1, 6)), "bias": bool(rng.integers(2))}
+            layer["activation"] = str(rng.choice(activations))
+        elif kind == "batchnorm":
+            layer = {
+                "type": "batchnorm",
+                "mode": str(rng.choice(["train", "eval"])),
+                "variance": str(rng.choice(["biased", "unbiased"])),
+                "running": bool(rng.integers(2)),
+            }
+        elif kind == "layernorm":
+            layer = {"type": "layernorm"}
+        else:
+            layer = {"type": "dropout", "keep_prob": float(rng.choice([0.5, 0.8, 1.0]))}
+        layers.append(layer)
+    loss = str(rng.choice(["mse", "half_mse", "bce", "cross_entropy", "svm", "hinge"]))
+    last = {"bce": "sigmoid", "cross_entropy": "softmax"}.get(loss, str(rng.choice(activations)))
+    layers.append({"units": int(rng.integers(1, 5)), "activation": last})
+    request = {
+        "seed": int(rng.integers(0, 2**40)),
+        "layers": layers,
+        "loss": loss,
+        "targets": str(rng.choice(["dense", "labels"])),
+        "batch_size": int(rng.integers(1, 6)),
+        "convention": str(rng.choice(CONVENTIONS)),
+        "reduction": str(rng.choice(["mean", "sum"])),
+        "dz_scale": str(rng.choice(["reduced", "per_sample"])),
+    }
+    if rng.integers(2):
+        request["decimals"] = int(rng.integers(0, 4))
+    if images:
+        shape = [int(rng.integers(1, 3)), int(rng.integers(2, 7)), int(rng.integers(2, 7))]
+        return request | {"image_shape": shape, "layout": str(rng.choice(["NCHW", "NHWC"]))}
+    return request | {"n_in": int(rng.integers(1, 5))}
+
+
+def test_random_layered_requests_answer_a_solution_or_a_422_never_a_500(client):
+    """200 or 422 for any mix of kinds; every 200 is /v1/gradients' own answer, and every 422
+    names a field of the request."""
+    rng = np.random.default_rng(13)
+    answered = refused = 0
+    for _ in range(150):
+        request = random_spec(rng)
+        response = client.post("/v1/exercises", json=request)
+        assert response.status_code in (200, 422), (request, response.get_json())
+        if response.status_code == 422:
+            refused += 1
+            (first, *_) = response.get_json()["errors"]
+            assert first.split(".")[0] in request or first == "batch_size", (request, first)
+            continue
+        answered += 1
+        answer = response.get_json()
+        gradients = client.post("/v1/gradients", json=answer["problem"])
+        assert gradients.get_json() == answer["solution"], request
+    assert answered > 30 and refused > 30  # both sides were exercised

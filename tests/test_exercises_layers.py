@@ -6,6 +6,7 @@ solution, byte for byte, and agrees with PyTorch float64 autograd.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 
@@ -670,3 +671,31 @@ def test_random_layered_requests_answer_a_solution_or_a_422_never_a_500(client):
         gradients = client.post("/v1/gradients", json=answer["problem"])
         assert gradients.get_json() == answer["solution"], request
     assert answered > 30 and refused > 30  # both sides were exercised
+
+
+#: The README's example (notes/exercises.md): a bias-free relu layer, a batchnorm, CS231n's
+#: svm over class labels.  Its answer is printed there in full; this pins its bytes.
+README_EXAMPLE = {
+    "seed": 7,
+    "n_in": 2,
+    "batch_size": 3,
+    "decimals": 1,
+    "layers": [
+        {"units": 2, "activation": "relu", "bias": False},
+        {"type": "batchnorm"},
+        {"units": 3, "activation": "identity"},
+    ],
+    "loss": "svm",
+    "targets": "labels",
+}
+
+
+def test_the_readme_example_answers_the_documented_bytes(client):
+    response = client.post("/v1/exercises", json=README_EXAMPLE)
+    assert hashlib.sha256(response.data).hexdigest() == (
+        "0bb575db68e42c7383bec4657ef338f56b161dc0a80b11396c82d15ea7a212ae"
+    )
+    answer = response.get_json()
+    assert answer["problem"]["targets"] == [2.0, 0.0, 1.0]
+    assert answer["solution"]["loss"] == 3.0427945129286447
+    assert_is_the_gradients_answer_and_torchs(client, answer)

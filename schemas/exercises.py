@@ -156,8 +156,8 @@ class ExerciseRequestSchema(StrictSchema):
         metadata={
             "description": (
                 "instead of layer_sizes and activations: the layers to generate, of any kind "
-                "(dense with or without a bias, batchnorm, layernorm, dropout by seed), "
-                "one object each, with n_in"
+                "(dense with or without a bias, batchnorm, layernorm, dropout by seed, conv2d, "
+                "maxpool2d, avgpool2d, flatten), one object each, with n_in or image_shape"
             )
         },
     )

@@ -141,24 +141,30 @@ class GradientClient:
     def exercises(
         self,
         seed: int,
-        layer_sizes: Sequence[int],
-        activations: Sequence[str],
-        loss: str,
+        layer_sizes: Sequence[int] | None = None,
+        activations: Sequence[str] | None = None,
+        loss: str | None = None,
         **options: Any,
     ) -> dict[str, Any]:
         """A reproducible problem and its solution, with arrays.
 
         >>> exercise = client.exercises(seed=7, layer_sizes=[2, 3, 1],
         ...                             activations=["tanh", "sigmoid"], loss="bce")
+
+        Any layer kind: ``layers`` (one object each) and ``n_in`` instead of the sizes:
+
+        >>> exercise = client.exercises(seed=7, n_in=3, loss="cross_entropy",
+        ...     targets="labels", layers=[{"units": 4, "activation": "relu", "bias": False},
+        ...     {"type": "batchnorm"}, {"units": 3, "activation": "softmax"}])
         """
-        body = {
-            "seed": seed,
-            "layer_sizes": list(layer_sizes),
-            "activations": list(activations),
-            "loss": loss,
-            **options,
-        }
-        return cast(dict[str, Any], _arrays(self.post("/v1/exercises", body)))
+        body: dict[str, Any] = {"seed": seed}
+        if layer_sizes is not None:
+            body["layer_sizes"] = list(layer_sizes)
+        if activations is not None:
+            body["activations"] = list(activations)
+        if loss is not None:
+            body["loss"] = loss
+        return cast(dict[str, Any], _arrays(self.post("/v1/exercises", {**body, **options})))
 
     # -- transport ---------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@
     gradient-service check --format prairielearn problem.json submission.json
     gradient-service check-batch problem.json submissions/
     gradient-service exercise --seed 7 --layers 2,3,1 --activations tanh,sigmoid --loss bce
+    gradient-service exercise --seed 7 --n-in 3 --layer-specs '[...]' --loss svm --targets labels
 
 The computing subcommands run the service's own app in process (the same core,
 schemas and messages, no server needed), or call ``--url`` through the Python
@@ -126,13 +127,15 @@ def _check_batch(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _exercise(args: argparse.Namespace) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "seed": args.seed,
-        "layer_sizes": [int(n) for n in args.layers.split(",")],
-        "activations": args.activations.split(","),
-        "loss": args.loss,
-    }
-    for option in ("reduction", "batch_size", "convention", "bias_shape", "decimals"):
+    body: dict[str, Any] = {"seed": args.seed, "loss": args.loss}
+    if args.layers is not None:
+        body["layer_sizes"] = [int(n) for n in args.layers.split(",")]
+    if args.activations is not None:
+        body["activations"] = args.activations.split(",")
+    if args.layer_specs is not None:  # not JSON: a ValueError, "Bad input" (exit 2)
+        body["layers"] = json.loads(args.layer_specs)
+    options = ("n_in", "targets", "reduction", "batch_size", "convention", "bias_shape")
+    for option in (*options, "dz_scale", "decimals"):
         if getattr(args, option) is not None:
             body[option] = getattr(args, option)
     return body
@@ -251,13 +254,24 @@ def _parser() -> argparse.ArgumentParser:
         _exercise,
     )
     exercise.add_argument("--seed", type=int, required=True)
-    exercise.add_argument("--layers", required=True, help="layer sizes, e.g. 2,3,1")
-    exercise.add_argument("--activations", required=True, help="one per layer, e.g. tanh,sigmoid")
+    exercise.add_argument("--layers", help="dense layer sizes, e.g. 2,3,1")
+    exercise.add_argument("--activations", help="one per dense layer, e.g. tanh,sigmoid")
+    exercise.add_argument(
+        "--layer-specs",
+        dest="layer_specs",
+        help="instead of --layers and --activations: the layers to generate as JSON, any kind, "
+        """e.g. '[{"units": 4, "activation": "relu", "bias": false}, {"type": "batchnorm"}, """
+        """{"type": "dropout", "keep_prob": 0.8}, {"units": 3, "activation": "softmax"}]' """
+        "(with --n-in)",
+    )
+    exercise.add_argument("--n-in", dest="n_in", type=int, help="features, with --layer-specs")
+    exercise.add_argument("--targets", help="dense or labels (class labels), with --layer-specs")
     exercise.add_argument("--loss", required=True)
     exercise.add_argument("--reduction")
     exercise.add_argument("--batch-size", dest="batch_size", type=int)
     exercise.add_argument("--convention")
     exercise.add_argument("--bias-shape", dest="bias_shape")
+    exercise.add_argument("--dz-scale", dest="dz_scale")
     exercise.add_argument("--decimals", type=int)
     return parser
 

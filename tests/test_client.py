@@ -209,6 +209,28 @@ def test_a_grading_script_gets_a_score_and_diagnoses(live_server):
     assert isinstance(report["results"][0]["expected"], np.ndarray)
 
 
+def test_the_client_asks_for_an_exercise_with_any_layer_kind(live_server):
+    client = GradientClient(live_server)
+    layers = [
+        {"units": 4, "activation": "relu", "bias": False},
+        {"type": "layernorm"},
+        {"type": "dropout", "keep_prob": 0.5},
+        {"units": 3, "activation": "softmax"},
+    ]
+    exercise = client.exercises(
+        seed=5, n_in=2, layers=layers, loss="cross_entropy", targets="labels", batch_size=6
+    )
+    problem, solution = exercise["problem"], exercise["solution"]
+    assert sorted(problem["targets"]) == [0, 0, 1, 1, 2, 2]  # every class, twice
+    assert "biases" not in problem["layers"][0] and "db" not in solution["layers"][0]
+    assert solution["layers"][2]["mask"].shape == (6, 4)
+    again = client.gradients(**problem)
+    for got, want in zip(again["layers"], solution["layers"], strict=True):
+        assert got.keys() == want.keys()
+        for name in got:
+            np.testing.assert_array_equal(got[name], want[name])
+
+
 def test_a_validation_error_raises_with_the_services_problem_document(live_server):
     request = as_arrays(random_request(34))
     request["targets"] = request["targets"].ravel()
@@ -298,8 +320,22 @@ def cli(*arguments: str, stdin: str | None = None) -> subprocess.CompletedProces
             "--decimals",
             "2",
         ),
+        (
+            "exercise",
+            "--seed",
+            "7",
+            "--n-in",
+            "3",
+            "--layer-specs",
+            '[{"units": 4, "activation": "relu", "bias": false}, {"type": "batchnorm"}, '
+            '{"type": "dropout", "keep_prob": 0.8}, {"units": 3, "activation": "identity"}]',
+            "--loss",
+            "svm",
+            "--targets",
+            "labels",
+        ),
     ],
-    ids=["gradients", "check", "check-gradescope", "exercise"],
+    ids=["gradients", "check", "check-gradescope", "exercise", "exercise-layers"],
 )
 def test_in_process_and_remote_print_the_same_bytes(live_server, arguments):
     local, remote = cli(*arguments), cli(*arguments, "--url", live_server)

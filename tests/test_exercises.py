@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 
@@ -118,3 +119,46 @@ def test_invalid_exercise_requests_are_422_naming_the_field(client, changes, fie
     assert response.status_code == 422
     assert response.content_type == "application/problem+json"
     assert field in response.get_json()["errors"]
+
+
+#: Answers of /v1/exercises before it generated any layer but dense (issue 13 item 7): the
+#: same request must keep answering these exact bytes, whatever the generator learns.
+PINNED = [
+    (BASE, "b360bff1eea4d3efebc3e7c4fac190975b6629d1ef98856fb21dd117bd878ec4"),
+    (
+        {
+            "seed": 11,
+            "layer_sizes": [3, 4, 3],
+            "activations": ["relu", "softmax"],
+            "loss": "cross_entropy",
+            "convention": "columns",
+            "decimals": 2,
+            "batch_size": 5,
+        },
+        "214570993660a0ca24d597ea914cb0aa90f8fb4d45994f5da5ff66a5a17d0635",
+    ),
+    (
+        {
+            "seed": 3,
+            "layer_sizes": [2, 2, 2],
+            "activations": ["sigmoid", "identity"],
+            "loss": "svm",
+            "convention": "torch",
+            "bias_shape": "flat",
+            "reduction": "sum",
+            "dz_scale": "per_sample",
+        },
+        "b39b96f04aaf9502f7f6214db73b6dd8671961c947969f2412d406636b7d03b3",
+    ),
+    (
+        {"seed": 5, "layer_sizes": [2, 3], "activations": ["tanh"], "loss": "hinge"},
+        "b745b60cad9efdb2ab53cccc9ad08cd781fbb1836dbb5bd68ac9a322d236db10",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "sha256"), PINNED)
+def test_a_dense_only_request_answers_the_same_bytes_as_before_layer_kinds(client, body, sha256):
+    response = client.post("/v1/exercises", json=body)
+    assert response.status_code == 200
+    assert hashlib.sha256(response.data).hexdigest() == sha256

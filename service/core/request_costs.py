@@ -164,10 +164,22 @@ def grading_cost(
     return cost_of(parts, net.flops() * passes + COMPARE_FLOPS * submitted * passes)
 
 
-def exercise_cost(net: NetworkShape, loss: str) -> Cost:
-    """POST /v1/exercises, from the request alone: the problem drawn, solved, and both written."""
-    data = [(net.batch, net.n_in), (net.batch, net.n_out)]
-    problem = data + [shape for layer in net.layers for shape in layer.parameters]
+#: bytes a number takes as a Python float in a list (24 and a pointer, and the lists' own)
+LIST_NUMBER = 40
+
+
+def exercise_cost(net: NetworkShape, loss: str, forward_passes: int = 0) -> Cost:
+    """POST /v1/exercises, from the request alone: the problem drawn, solved, and both written.
+
+    ``forward_passes`` (a request with ``layers``, any kind): the generator also runs up to
+    that many forward passes as it draws, to keep every norm's input spread out
+    (service.core.exercise_layers.generation_passes), and the problem is loaded by
+    /v1/gradients' schema from Python lists before it is solved.
+    """
+    targets = (net.batch,) if net.labels else (net.batch, net.n_out)
+    data = [(net.batch, net.n_in), targets]
+    held_shapes = [shape for layer in net.layers for shape in (*layer.parameters, *layer.held)]
+    problem = data + held_shapes
     drawn = max(prod(shape) for shape in problem)  # each draw, then its rounded copy
     if loss in ("cross_entropy", "svm"):
         drawn = max(drawn, net.n_out**2 + net.batch * net.n_out)  # one-hot rows of an identity
@@ -178,7 +190,24 @@ def exercise_cost(net: NetworkShape, loss: str) -> Cost:
         *passes_parts(net),
         answer_part(problem + result_shapes(net, ("a",)), "json", fix),
     ]
-    return cost_of(parts, net.flops())
+    flops = net.flops()
+    if forward_passes:
+        widest = max(net.batch * layer.n_out for layer in net.layers)
+        parts += [
+            Part(
+                "the generator's forward pass (a layer's input, output and its kind's step)",
+                NUMBER * (SCRATCH + 2) * max(widest, net.batch * net.n_in),
+                fix,
+            ),
+            Part(
+                f"the problem as lists, loaded by /v1/gradients' schema ({net.elements():,} "
+                f"numbers, about {LIST_NUMBER} bytes each, and their arrays)",
+                (LIST_NUMBER + NUMBER) * net.elements(),
+                fix,
+            ),
+        ]
+        flops += forward_passes * sum(cost.forward_flops for cost in net.costs())
+    return cost_of(parts, flops)
 
 
 def neuron_cost(inputs: int, curve_points: int, steps: int, body: int = 0) -> Cost:

@@ -18,6 +18,7 @@ from marshmallow import fields
 
 from schemas import Array, ProblemDetailsSchema
 from schemas.batch import Gradable
+from schemas.exercise_layers import SPEC_SCHEMAS, LayerSpecField, spec_component_name
 from schemas.layers import LAYER_TYPES, LayerField, component_name
 from service.operations.auth import PROTECTED_PREFIX
 
@@ -284,6 +285,8 @@ def register_layer_types(spec) -> None:
         spec.components.schema(
             component_name(kind), component=EXTRA.get(kind, {}), schema=layer_type.schema
         )
+    for kind, schema in SPEC_SCHEMAS.items():  # /v1/exercises' layers to generate
+        spec.components.schema(spec_component_name(kind), schema=schema)
 
 
 #: A conv2d layer requires ``type: conv2d``, which DenseLayer's ``type`` enum excludes, so
@@ -301,6 +304,8 @@ def layer_to_openapi(self, field, ret: dict, **kwargs) -> dict:
     exactly one.  No ``discriminator``: OpenAPI's requires the property in every
     payload, and a layer of today, without ``type``, must stay valid.
     """
+    if isinstance(field, LayerSpecField):
+        return one_of(*(spec_component_name(kind) for kind in SPEC_SCHEMAS))
     if not isinstance(field, LayerField):
         return {}
     union = one_of(*(component_name(kind) for kind in LAYER_TYPES))

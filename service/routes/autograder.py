@@ -5,7 +5,8 @@ import time
 
 from flask import current_app
 from flask import request as http
-from werkzeug.exceptions import Forbidden, TooManyRequests
+from marshmallow import ValidationError
+from werkzeug.exceptions import Forbidden, TooManyRequests, UnprocessableEntity
 
 from schemas import (
     CheckRequest,
@@ -13,13 +14,22 @@ from schemas import (
     ExerciseRequest,
     ExerciseRequestSchema,
     ExerciseResponseSchema,
+    GradientsRequest,
+    GradientsRequestSchema,
 )
 from schemas.batch import CheckBatchRequest, CheckBatchRequestSchema
 from schemas.check import BrokenSubmission
+from schemas.exercise_layers import refused_by_gradients
 from service.batch import grade_class, render_class
 from service.core import compute_gradients
 from service.core.budget import Deadline
 from service.core.cost import NetworkShape
+from service.core.exercise_layers import (
+    LayeredSpec,
+    generate_layered,
+    generation_passes,
+    network_shape,
+)
 from service.core.exercises import generate
 from service.core.grading_options import UngradableSubmission
 from service.core.limits import check_batch_size, check_request
@@ -269,6 +279,8 @@ def exercises(request: ExerciseRequest):
     """A reproducible problem from a seed, and its solution: the same request, the same bytes."""
     deadline = Deadline(current_app.config["GRADIENT_TIME_BUDGET_SECONDS"])
     spec = request.spec
+    if isinstance(spec, LayeredSpec):
+        return layered_exercise(request, spec, deadline)
     net = NetworkShape.of_sizes(spec.batch_size, spec.layer_sizes, spec.activations)
     cost = exercise_cost(net, spec.loss)
     check_request(
@@ -285,3 +297,47 @@ def exercises(request: ExerciseRequest):
         "problem": request.problem_document(laid_out),
         "solution": laid_out.present(compute_gradients(problem, deadline=deadline)),
     }
+
+
+def layered_exercise(request: ExerciseRequest, spec: LayeredSpec, deadline: Deadline) -> dict:
+    """An exercise from ``layers``: priced, drawn, loaded by /v1/gradients' own schema (its
+    rules, its messages), and solved as /v1/gradients solves it."""
+    net = network_shape(spec)
+    cost = exercise_cost(net, spec.loss, forward_passes=generation_passes(spec))
+    check_request(
+        net,
+        cost,
+        current_app.config["GRADIENT_LIMITS"],
+        smaller="ask for a smaller batch_size, or fewer and narrower layers",
+    )
+    ratelimit.meter(cost)
+    problem = generate_layered(spec, deadline)
+    document = request.layered_document(problem)
+    laid_out = as_gradients_request(document)
+    return {
+        "problem": document,
+        "solution": laid_out.present(compute_gradients(laid_out.problem, deadline=deadline)),
+    }
+
+
+#: loads a generated problem as /v1/gradients loads a request (one instance: it keeps no state)
+GRADIENTS_SCHEMA = GradientsRequestSchema()
+
+
+def as_gradients_request(document: dict) -> GradientsRequest:
+    """The generated problem loaded by /v1/gradients' schema, from the JSON it answers.
+
+    A combination that endpoint refuses is a 422 at the same field path (the exercise's
+    layers line up with the problem's), its message prefixed with why it is there.
+    """
+    as_json = {k: v.tolist() if hasattr(v, "tolist") else v for k, v in document.items()}
+    as_json["layers"] = [
+        {k: v.tolist() if hasattr(v, "tolist") else v for k, v in layer.items()}
+        for layer in document["layers"]
+    ]
+    try:
+        return GRADIENTS_SCHEMA.load(as_json)
+    except ValidationError as error:
+        refused = UnprocessableEntity()
+        refused.data = {"messages": refused_by_gradients(error.messages)}
+        raise refused from None

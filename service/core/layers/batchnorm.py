@@ -23,6 +23,13 @@ the state answered is CS231n's running average, momentum * running + (1 - moment
 statistic, the batch variance being the one ``variance`` names (PyTorch's own momentum is
 the weight of the batch's, and its running variance always the unbiased one: not that).
 
+Spatial batchnorm (CS231n's spatial_batchnorm_forward / backward): on images (N, C, H, W)
+each channel is one feature, normalised over N, H and W.  The images are laid out as the rows
+of (N*H*W, C) (``to_rows``), the 2-D forward and backward above run unchanged on them, and
+the results go back to (N, C, H, W) (``to_images``): CS231n's own solution, one formula.  The
+batch of the statistics is then N*H*W (so "unbiased" divides by N*H*W - 1, as PyTorch's
+running variance does).
+
 Speed: the forward keeps x_hat (one (batch, n) array, built in the centred copy of x) and
 1/std (a vector); the backward allocates dx once and updates it in place; the sums of
 products are einsum's, which need no (batch, n) temporary.
@@ -62,7 +69,36 @@ def overflow_to_nan(inv_std: Array, var: Array) -> Array:
     return np.where(np.isfinite(var), inv_std, np.nan)
 
 
+def to_rows(x: Array) -> Array:
+    """Images (N, C, H, W) as rows (N*H*W, C): one channel a column (one copy, or none when x
+    is a channels-last view, as an NHWC request's inputs are)."""
+    return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def to_images(rows: Array, shape: tuple[int, ...]) -> Array:
+    """Rows (N*H*W, C) back to contiguous images of ``shape`` (N, C, H, W)."""
+    n, c, h, w = shape
+    return np.ascontiguousarray(rows.reshape(n, h, w, c).transpose(0, 3, 1, 2))
+
+
 def forward(x: Array, params: Params, settings: Settings) -> tuple[Array, tuple]:
+    """Per feature of (batch, n) rows; per channel of (N, C, H, W) images (spatial)."""
+    if x.ndim == 4:
+        out, cache = forward_rows(to_rows(x), params, settings)
+        return to_images(out, x.shape), (cache, x.shape)
+    out, cache = forward_rows(x, params, settings)
+    return out, (cache, None)
+
+
+def backward(dout: Array, cache: tuple, need_dx: bool = True) -> tuple[Array | None, dict]:
+    rows_cache, images = cache
+    if images is None:
+        return backward_rows(dout, rows_cache, need_dx)
+    dx, grads = backward_rows(to_rows(dout), rows_cache, need_dx)
+    return (None if dx is None else to_images(dx, images)), grads
+
+
+def forward_rows(x: Array, params: Params, settings: Settings) -> tuple[Array, tuple]:
     gamma, beta = params["gamma"], params["beta"]
     eps = setting(settings, "eps")
     batch = x.shape[0]
@@ -81,7 +117,7 @@ def forward(x: Array, params: Params, settings: Settings) -> tuple[Array, tuple]
     return out, (x_hat, gamma, inv_std, mean, var, settings)
 
 
-def backward(dout: Array, cache: tuple, need_dx: bool = True) -> tuple[Array | None, dict]:
+def backward_rows(dout: Array, cache: tuple, need_dx: bool = True) -> tuple[Array | None, dict]:
     x_hat, gamma, inv_std, _, _, settings = cache
     dbeta = dout.sum(axis=0)
     dgamma = column_sums_of_products(dout, x_hat)
@@ -105,7 +141,7 @@ def state(cache: tuple, settings: Settings) -> dict[str, Array]:
     running_mean, running_var = settings.get("running_mean"), settings.get("running_var")
     if setting(settings, "mode") != "train" or running_mean is None or running_var is None:
         return {}
-    _, _, _, mean, var, _ = cache
+    _, _, _, mean, var, _ = cache[0]
     momentum = setting(settings, "momentum")
     return {
         "running_mean": momentum * running_mean + (1.0 - momentum) * mean,
@@ -114,20 +150,28 @@ def state(cache: tuple, settings: Settings) -> dict[str, Array]:
 
 
 def cost(batch: int, layer: LayerShape) -> LayerCost:
-    """Kept: z, a and x_hat; gradients: dz, dgamma, dbeta; a step's temporaries beside them.
+    """Kept: z, a and x_hat; gradients: dz, dgamma, dbeta; a step's temporaries beside them
+    (on images, the rows' copies in and out are among them: at most 3 beside x_hat).
 
     FLOPs per number: forward mean 1, centre 1, variance 2, scale 1, gamma and beta 2;
-    backward dbeta 1, dgamma 2, dx 4 (a few per feature besides: 1/std, the running update).
+    backward dbeta 1, dgamma 2, dx 4 (a few per feature besides: 1/std, the running update);
+    on images, 2 more each way for the copies to and from rows.
     """
     activations = batch * layer.n_out
-    vectors = 8 * layer.n_out  # gamma, beta, the running statistics, mean, var, 1/std, updates
+    features = layer.in_shape[0]  # n of (n,) rows, or the C of (C, H, W) images
+    images = len(layer.in_shape) == 3
+    vectors = 8 * features  # gamma, beta, the running statistics, mean, var, 1/std, updates
+    what = f"batch {batch:,} x {features:,} features"
+    if images:
+        _, height, width = layer.in_shape
+        what = f"batch {batch:,} x {features:,} channel(s) x {height:,} x {width:,}"
     return LayerCost(
         kept=3 * activations + vectors,
-        gradients=activations + 2 * layer.n_out,
+        gradients=activations + 2 * features,
         scratch=SCRATCH * activations + vectors,
-        forward_flops=7 * activations + 10 * layer.n_out,
-        flops=14 * activations + 20 * layer.n_out,
-        what=f"batch {batch:,} x {layer.n_out:,} features",
+        forward_flops=(9 if images else 7) * activations + 10 * features,
+        flops=(18 if images else 14) * activations + 20 * features,
+        what=what,
     )
 
 
@@ -140,4 +184,5 @@ BATCHNORM = Kind(
     backward=backward,
     cost=cost,
     state=state,
+    sample_out=lambda shape, params, settings: shape,  # (n,) rows or (C, H, W) images
 )

@@ -373,6 +373,40 @@ def test_check_grades_dgamma_dbeta_and_dx_of_both_norms(client, norm):
     assert not any(r["passed"] for r in results.values())
 
 
+@pytest.mark.parametrize(
+    ("norm", "layout", "dgamma", "dx"),
+    [
+        (
+            "batchnorm",
+            "NHWC",
+            "dgamma = np.sum(dout * x_hat, axis=(0, 1, 2)), x_hat the normalised input.",
+            "dx is batchnorm's on the images as (N*H*W, C) rows, as CS231n's "
+            "spatial_batchnorm_backward",
+        ),
+        (
+            "groupnorm",
+            "NCHW",
+            "dgamma = np.sum(dout * x_hat, axis=(0, 2, 3)), x_hat the normalised input.",
+            "dx is layernorm's on each row of x.reshape(N * G, -1) (NCHW)",
+        ),
+    ],
+)
+def test_a_wrong_norm_gradient_on_images_gets_the_per_channel_formula(
+    client, norm, layout, dgamma, dx
+):
+    """Not the 2-D batchnorm's axis=0, nor (for groupnorm's dx) dropout's formula."""
+    request = conv_norm_network(layout, "numpy", norm, seed=3)
+    right = post(client, request)["layers"][1]
+    problem = {k: v for k, v in request.items() if k != "include"}
+    wrong = {name: (np.array(right[name]) + 0.1).tolist() for name in ("dgamma", "dx")}
+    submission = {"layers": [{}, wrong, {}, {}, {}]}
+    response = client.post("/v1/check", json=problem | {"submission": submission})
+    results = {r["field"]: r["message"] for r in response.get_json()["results"]}
+    assert results["layers.1.dgamma"].endswith(dgamma)
+    assert dx in results["layers.1.dx"]
+    assert "keep_prob" not in results["layers.1.dx"]
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_check_accepts_a_per_channel_gradient_as_c_or_in_the_layouts_4d_shape(client, layout):
     """CS231n's spatial batchnorm answers (C,), its groupnorm (1, C, 1, 1): either passes,

@@ -41,7 +41,7 @@ class LayerGradientsSchema(StrictSchema):
         metadata={"description": "batchnorm in train mode, when sent: updated, in the shape sent"},
     )
     mask = Array(
-        ndims=(2,),
+        ndims=(2, 4),
         metadata={"description": "dropout with a seed: the mask drawn, in the inputs' layout"},
     )
 

@@ -614,3 +614,71 @@ def test_a_norm_that_takes_a_request_over_the_memory_limit_is_refused_before_it_
     assert message.startswith("the computation would hold about 309 MiB")
     assert "GRADIENT_MAX_REQUEST_BYTES" in message
     assert peak < 50 * MiB
+
+
+# -- dropout on images: elementwise, the mask in the client's layout ---------------------------
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_dropout_on_images_draws_the_seeds_mask_in_the_clients_layout(client, layout):
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(2, 3, 4, 5))
+    request = single_norm(layout, {"type": "dropout", "keep_prob": 0.6, "seed": 42}, x)
+    answer = post(client, request)
+    assert_matches_torch(answer, request)  # torch draws default_rng(42).random(shape as sent)
+    sent_shape = np.shape(request["inputs"])
+    drawn = np.random.default_rng(42).random(sent_shape) < 0.6
+    assert np.array_equal(answer["layers"][0]["mask"], drawn.astype(int))
+    assert_close(answer["layers"][0]["z"], np.array(request["inputs"]) * drawn / 0.6, "z")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_dropout_on_images_with_a_sent_mask_matches_torch_in_a_network(client, layout):
+    request = conv_norm_network(layout, "torch", "batchnorm", seed=11)
+    mask = (np.random.default_rng(12).random((4, 4, 6, 6)) < 0.7).astype(float)
+    dropout = {"type": "dropout", "keep_prob": 0.7, "mask": images(mask, layout)}
+    request["layers"].insert(2, dropout)
+    answer = post(client, request)
+    assert_matches_torch(answer, request)
+    assert "mask" not in answer["layers"][2]  # a sent mask is not echoed
+
+
+def test_a_dropout_mask_not_shaped_like_the_images_is_refused_with_the_layout_shape(client):
+    request = conv_norm_network("NHWC", "numpy", "batchnorm")
+    request["layers"].insert(
+        2, {"type": "dropout", "keep_prob": 0.5, "mask": np.ones((4, 4, 6, 6)).tolist()}
+    )
+    assert errors_of(client, request) == {
+        "layers.2.mask": [
+            "got (4, 4, 6, 6), expected (4, 6, 6, 4): the mask covers the layer's input, "
+            "(N, H, W, C) images in the NHWC layout. The batch is 4 (from the inputs) and "
+            "layer 1's output are 4 channel(s) of 6x6."
+        ]
+    }
+
+
+def test_a_4d_dropout_mask_entry_that_is_not_0_or_1_is_named_by_its_index(client):
+    request = conv_norm_network("NCHW", "numpy", "batchnorm")
+    mask = np.ones((4, 4, 6, 6))
+    mask[1, 2, 3, 4] = 0.5
+    request["layers"].insert(2, {"type": "dropout", "keep_prob": 0.5, "mask": mask.tolist()})
+    [message] = errors_of(client, request)["layers.2.mask"]
+    assert message.startswith("mask[1][2][3][4] is 0.5: every entry must be 0")
+
+
+def test_dropout_on_images_holds_no_more_than_its_estimate_in_every_pass():
+    from service.core.layers.dropout import dropout_layer
+
+    rng = np.random.default_rng(13)
+    problem = Problem(
+        inputs=rng.normal(size=(16, 3, 16, 16)),
+        targets=rng.integers(0, 10, size=16),
+        layers=(
+            dropout_layer(0.8, seed=5, channels_last=True, activation="relu"),
+            Layer("maxpool2d", {}, "identity", {"pool": (2, 2), "stride": (2, 2)}),
+            Layer("flatten", {}, "identity", {"channels_last": True}),
+            Layer("dense", {"weights": rng.normal(size=(192, 10)) * 0.01}, "softmax"),
+        ),
+        loss="cross_entropy",
+    )
+    assert_every_pass_within_estimate(problem)

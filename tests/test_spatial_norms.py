@@ -8,6 +8,7 @@ its field; a request too large for a worker is refused before its norm runs.
 
 from __future__ import annotations
 
+import copy
 import tracemalloc
 
 import numpy as np
@@ -682,3 +683,43 @@ def test_dropout_on_images_holds_no_more_than_its_estimate_in_every_pass():
         loss="cross_entropy",
     )
     assert_every_pass_within_estimate(problem)
+
+
+# -- every field, every endpoint: an answer or a 422, never a 500 ------------------------------
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_base64_answers_carry_4d_gamma_gradients_in_the_shapes_sent(client, layout):
+    request = conv_norm_network(layout, "numpy", "groupnorm") | {"encoding": "base64"}
+    answer = post(client, request)
+    four_d = [1, 1, 1, 4] if layout == "NHWC" else [1, 4, 1, 1]
+    assert answer["layers"][1]["dgamma"]["shape"] == four_d
+    assert answer["layers"][1]["dbeta"]["shape"] == [4]
+
+
+@pytest.mark.parametrize("norm", ["batchnorm", "groupnorm"])
+@pytest.mark.parametrize("path", ["/v1/gradients", "/v1/check"])
+def test_any_norm_field_replaced_or_removed_is_an_answer_or_a_422_never_a_500(client, path, norm):
+    base = conv_norm_network("NHWC", "numpy", norm)
+    base["layers"][1] |= {"mode": "train", "running_mean": [0.0] * 4, "running_var": [1.0] * 4}
+    if norm == "groupnorm":
+        for name in ("mode", "running_mean", "running_var"):
+            del base["layers"][1][name]
+    if path == "/v1/check":
+        del base["include"]
+        base["submission"] = {"layers": [{}, {"dgamma": [1.0] * 4, "dx": [[1.0]]}, {}, {}, {}]}
+    oddities = [None, "x", [], 0, -1, 2, 4, 1.5, [[1.0]], [1, 2], {"a": 1}, True]
+    shapes = [np.ones(s).tolist() for s in ((4,), (1, 4), (4, 1), (1, 4, 1, 1), (1, 1, 1, 4))]
+    statuses = set()
+    names = [*base["layers"][1], "groups", "mode", "variance", "momentum", "eps"]
+    for name in names:
+        for value in [*oddities, *shapes, ...]:
+            request = copy.deepcopy(base)
+            if value is ...:
+                request["layers"][1].pop(name, None)
+            else:
+                request["layers"][1][name] = value
+            response = client.post(path, json=request)
+            assert response.status_code in (200, 422), (name, value, response.get_json())
+            statuses.add(response.status_code)
+    assert statuses == {200, 422}

@@ -602,7 +602,7 @@ def test_a_norm_that_takes_a_request_over_the_memory_limit_is_refused_before_it_
     def never(*args, **kwargs):
         raise AssertionError("the norm ran")
 
-    monkeypatch.setattr(batchnorm_kind, "forward_rows", never)
+    monkeypatch.setattr(batchnorm_kind, "over_features", never)
     monkeypatch.setattr(groupnorm_kind, "normalise_rows", never)
     tracemalloc.start()
     try:

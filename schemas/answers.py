@@ -30,18 +30,18 @@ class LayerGradientsSchema(StrictSchema):
             "description": "dense, conv2d: in the client's bias shape; absent without a bias"
         },
     )
-    dgamma = Array(ndims=(1, 2), metadata={"description": "norms: in the shape gamma was sent"})
-    dbeta = Array(ndims=(1, 2), metadata={"description": "norms: in the shape beta was sent"})
+    dgamma = Array(ndims=(1, 2, 4), metadata={"description": "norms: in the shape gamma was sent"})
+    dbeta = Array(ndims=(1, 2, 4), metadata={"description": "norms: in the shape beta was sent"})
     running_mean = Array(
-        ndims=(1, 2),
+        ndims=(1, 2, 4),
         metadata={"description": "batchnorm in train mode, when sent: updated, in the shape sent"},
     )
     running_var = Array(
-        ndims=(1, 2),
+        ndims=(1, 2, 4),
         metadata={"description": "batchnorm in train mode, when sent: updated, in the shape sent"},
     )
     mask = Array(
-        ndims=(2,),
+        ndims=(2, 4),
         metadata={"description": "dropout with a seed: the mask drawn, in the inputs' layout"},
     )
 
@@ -53,8 +53,8 @@ class UpdatedLayerSchema(StrictSchema):
     biases = Array(
         ndims=(1, 2, 4), metadata={"description": "dense, conv2d; absent without a bias"}
     )
-    gamma = Array(ndims=(1, 2), metadata={"description": "norms"})
-    beta = Array(ndims=(1, 2), metadata={"description": "norms"})
+    gamma = Array(ndims=(1, 2, 4), metadata={"description": "norms"})
+    beta = Array(ndims=(1, 2, 4), metadata={"description": "norms"})
 
 
 class LayerCheckSchema(StrictSchema):

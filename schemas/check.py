@@ -24,8 +24,8 @@ class SubmittedLayerSchema(StrictSchema):
     dx = Array(ndims=(0, 1, 2, 4), metadata={"description": "dL/d(the layer's input)"})
     dW = Array(ndims=(0, 1, 2, 4), metadata={"description": "dense"})
     db = Array(ndims=(0, 1, 2, 4), metadata={"description": "dense, with a bias"})
-    dgamma = Array(ndims=(0, 1, 2), metadata={"description": "batchnorm, layernorm"})
-    dbeta = Array(ndims=(0, 1, 2), metadata={"description": "batchnorm, layernorm"})
+    dgamma = Array(ndims=(0, 1, 2, 4), metadata={"description": "batchnorm, layernorm, groupnorm"})
+    dbeta = Array(ndims=(0, 1, 2, 4), metadata={"description": "batchnorm, layernorm, groupnorm"})
 
 
 class SubmissionSchema(StrictSchema):

@@ -274,7 +274,7 @@ def gradients_request(
     layers, sample = [], c.batch_and_sample(data["inputs"].shape)[1]
     for layer in data["layers"]:
         kind = LAYER_TYPES[layer["type"]]
-        core_layer = kind.to_core(layer, c, sample[0] if kind.takes == "flat" else sample)
+        core_layer = kind.to_core(layer, c, sample if len(sample) == 3 else sample[0])
         layers.append(core_layer)
         sample = core_layer.sample_out(sample)
     width = sample[0]

@@ -42,10 +42,10 @@ def shape_errors(data: dict) -> dict:
     layer_errors: dict = {}
     for i, layer in enumerate(data["layers"]):
         kind = LAYER_TYPES[layer["type"]]
-        if (kind.takes == "image") != (len(sample) == 3):
+        if kind.takes != "any" and (kind.takes == "image") != (len(sample) == 3):
             layer_errors[i] = {"type": [data_kind_problem(c, i, layer["type"], kind.takes, sample)]}
             break
-        width = sample[0] if kind.takes == "flat" else sample
+        width = sample if len(sample) == 3 else sample[0]
         chained = kind.chain(layer, c, batch, width, source)
         if chained.errors:
             layer_errors[i] = chained.errors

@@ -192,7 +192,7 @@ def test_every_layer_kind_has_its_cost_entry():
         == set(KINDS)
         == {
             *("dense", "batchnorm", "layernorm", "dropout"),
-            *("conv2d", "maxpool2d", "avgpool2d", "flatten"),
+            *("conv2d", "maxpool2d", "avgpool2d", "flatten", "groupnorm"),
         }
     )
 

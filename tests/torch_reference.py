@@ -50,8 +50,9 @@ def _dense(layer: dict, a: torch.Tensor, convention: str) -> tuple[torch.Tensor,
     return z, {"dW": w} | ({} if b is None else {"db": b})
 
 
-def _batchnorm(layer: dict, a: torch.Tensor, columns: bool):
-    """torch's batch_norm on the client's (batch, n) rows (columns: transposed in and out);
+def _batchnorm(layer: dict, a: torch.Tensor, columns: bool, nhwc: bool = False):
+    """torch's batch_norm on the client's (batch, n) rows (columns: transposed in and out), or
+    on 4-D images (spatial: per channel over N, H, W; NHWC permuted to torch's NCHW and back);
     gamma and beta in the shape sent, so their gradients come back in it.
 
     The unbiased variance (makemore) is written out: torch normalises with the biased one.
@@ -61,7 +62,10 @@ def _batchnorm(layer: dict, a: torch.Tensor, columns: bool):
     gamma = torch.tensor(layer["gamma"], requires_grad=True)
     beta = torch.tensor(layer["beta"], requires_grad=True)
     eps, mode = layer.get("eps", 1e-5), layer.get("mode", "train")
-    x = a.T if columns else a
+    images = a.ndim == 4
+    x = _to_nchw(a, nhwc) if images else a.T if columns else a
+    dims = (0, 2, 3) if images else (0,)
+    per_feature = (1, -1, 1, 1) if images else (-1,)
     g, b = gamma.reshape(-1), beta.reshape(-1)
     unbiased = layer.get("variance", "biased") == "unbiased"
     state = {}
@@ -70,24 +74,26 @@ def _batchnorm(layer: dict, a: torch.Tensor, columns: bool):
         var = torch.tensor(layer["running_var"]).reshape(-1)
         z = F.batch_norm(x, mean, var, g, b, training=False, eps=eps)
     elif unbiased:
-        var = x.var(dim=0, unbiased=True)
-        z = (x - x.mean(dim=0)) / torch.sqrt(var + eps) * g + b
+        var = x.var(dim=dims, unbiased=True, keepdim=True)
+        x_hat = (x - x.mean(dim=dims, keepdim=True)) / torch.sqrt(var + eps)
+        z = x_hat * g.reshape(per_feature) + b.reshape(per_feature)
     else:
         z = F.batch_norm(x, None, None, g, b, training=True, eps=eps)
     if mode == "train" and "running_mean" in layer and "running_var" in layer:
         momentum = layer.get("momentum", 0.9)
-        batch_var = x.var(dim=0, unbiased=unbiased).detach()
+        batch_var = x.var(dim=dims, unbiased=unbiased).detach()
         for name, batch_stat in (
-            ("running_mean", x.mean(dim=0).detach()),
+            ("running_mean", x.mean(dim=dims).detach()),
             ("running_var", batch_var),
         ):
             running = np.asarray(layer[name])
             updated = momentum * running.reshape(-1) + (1 - momentum) * batch_stat.numpy()
             state[name] = updated.reshape(running.shape)
-    return (z.T if columns else z), {"dgamma": gamma, "dbeta": beta}, state
+    z = _from_nchw(z, nhwc) if images else z.T if columns else z
+    return z, {"dgamma": gamma, "dbeta": beta}, state
 
 
-def _layernorm(layer: dict, a: torch.Tensor, columns: bool):
+def _layernorm(layer: dict, a: torch.Tensor, columns: bool, nhwc: bool = False):
     """torch's layer_norm over each sample's features (columns: transposed in and out)."""
     gamma = torch.tensor(layer["gamma"], requires_grad=True)
     beta = torch.tensor(layer["beta"], requires_grad=True)
@@ -97,7 +103,22 @@ def _layernorm(layer: dict, a: torch.Tensor, columns: bool):
     return (z.T if columns else z), {"dgamma": gamma, "dbeta": beta}, {}
 
 
-NORMS = {"batchnorm": _batchnorm, "layernorm": _layernorm}
+def _groupnorm(layer: dict, a: torch.Tensor, columns: bool, nhwc: bool = False):
+    """torch's group_norm on the images as sent (NHWC permuted to NCHW and back); gamma and
+    beta leaves in the shapes sent."""
+    gamma = torch.tensor(layer["gamma"], requires_grad=True)
+    beta = torch.tensor(layer["beta"], requires_grad=True)
+    z = F.group_norm(
+        _to_nchw(a, nhwc),
+        layer["groups"],
+        gamma.reshape(-1),
+        beta.reshape(-1),
+        eps=layer.get("eps", 1e-5),
+    )
+    return _from_nchw(z, nhwc), {"dgamma": gamma, "dbeta": beta}, {}
+
+
+NORMS = {"batchnorm": _batchnorm, "layernorm": _layernorm, "groupnorm": _groupnorm}
 
 
 def _pair(value, default) -> tuple[int, int]:
@@ -165,7 +186,7 @@ def reference(request: dict) -> dict:
         inputs.append(a)
         kind = layer.get("type", "dense")
         if kind in NORMS:
-            z, named, state = NORMS[kind](layer, a, columns)
+            z, named, state = NORMS[kind](layer, a, columns, nhwc)
         elif kind == "dropout":
             z, named, state = _dropout(layer, a), {}, {}
         elif kind == "conv2d":

@@ -24,12 +24,23 @@ from .conv2d import CONV2D
 from .dense import DENSE
 from .dropout import DROPOUT
 from .flatten import FLATTEN
+from .groupnorm import GROUPNORM
 from .layernorm import LAYERNORM
 from .pool2d import AVGPOOL2D, MAXPOOL2D
 
 LAYER_TYPES: dict[str, LayerType] = {
     kind.name: kind
-    for kind in (DENSE, BATCHNORM, LAYERNORM, DROPOUT, CONV2D, MAXPOOL2D, AVGPOOL2D, FLATTEN)
+    for kind in (
+        DENSE,
+        BATCHNORM,
+        LAYERNORM,
+        DROPOUT,
+        CONV2D,
+        MAXPOOL2D,
+        AVGPOOL2D,
+        FLATTEN,
+        GROUPNORM,
+    )
 }
 
 

@@ -50,7 +50,8 @@ class LayerType:
     #: the activation when the layer sends none
     default_activation: str | None = "identity"
     #: the data it takes: "flat" (batch, n) samples, whose width ``chain`` gets as an int,
-    #: or "image" (batch, C, H, W) samples, whose canonical (C, H, W) it gets as a tuple
+    #: "image" (batch, C, H, W) samples, whose canonical (C, H, W) it gets as a tuple, or
+    #: "any" of the two (batchnorm: per feature of rows, per channel of images)
     takes: str = "flat"
 
 

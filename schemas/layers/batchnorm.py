@@ -5,6 +5,10 @@ are flattened for the core (service.core.layers.batchnorm) and answered in the s
 The rules that need more than one field live in ``chain``: eval mode needs the running
 statistics, they come in pairs, a variance is never negative, and the unbiased variance
 needs two samples.
+
+It takes both kinds of data: rows (batch, n), one vector entry per feature, and images
+(spatial batchnorm, CS231n's spatial_batchnorm_forward), one per channel, each normalised
+over N, H and W: the vectors are then (C,), or (1, C, 1, 1) in NCHW, (1, 1, 1, C) in NHWC.
 """
 
 from __future__ import annotations
@@ -18,13 +22,28 @@ from service.core.layers.batchnorm import MODES, VARIANCES
 from ..conventions import Convention
 from ..fields import Number, one_of
 from .base import Chained, LayerType
-from .per_feature import NormLayerSchema, vector_errors, vector_field
+from .per_feature import (
+    CHANNEL_SHAPES,
+    SHAPES,
+    NormLayerSchema,
+    channel_errors,
+    vector_errors,
+    vector_field,
+)
 
 RUNNING = ("running_mean", "running_var")
+#: rows or images: the vectors' shapes for each
+BOTH = f"{SHAPES}; on images, one per channel, {CHANNEL_SHAPES}"
+
+
+def both_field(name: str, required: bool = False, extra: str = "") -> object:
+    return vector_field(name, required, extra, shapes=BOTH, ndims=(1, 2, 4))
 
 
 class BatchnormLayerSchema(NormLayerSchema):
     type = one_of(("batchnorm",), "layer type", required=True)
+    gamma = both_field("gamma", required=True, extra=" The answer's dgamma has its shape.")
+    beta = both_field("beta", required=True, extra=" The answer's dbeta has its shape.")
     mode = one_of(
         MODES,
         "mode",
@@ -59,22 +78,31 @@ class BatchnormLayerSchema(NormLayerSchema):
             ),
         },
     )
-    running_mean = vector_field(
+    running_mean = both_field(
         "running_mean",
         extra=" Required in eval mode; in train mode, when sent with running_var, the answer "
         "holds it updated.",
     )
-    running_var = vector_field(
+    running_var = both_field(
         "running_var",
         extra=" Not negative. Required in eval mode; in train mode, when sent with "
         "running_mean, the answer holds it updated.",
     )
 
 
-def chain(layer: dict, c: Convention, batch: int, width: int, source: str) -> Chained:
-    """Each feature's vectors must match the input's width; the settings must fit together.
-    A norm keeps its input's width, so the layers above are checked whatever is wrong here."""
-    errors = vector_errors(layer, ("gamma", "beta", *RUNNING), c, batch, width, source)
+def chain(layer: dict, c: Convention, batch: int, width: int | tuple, source: str) -> Chained:
+    """Each feature's (or channel's) vectors must match the input; the settings must fit
+    together.  A norm keeps its input's shape, so the layers above are checked whatever is
+    wrong here."""
+    names = ("gamma", "beta", *RUNNING)
+    if isinstance(width, tuple):  # images: one value per channel, statistics over N, H, W
+        channels, height, image_width = width
+        errors = channel_errors(layer, names, c, channels, source)
+        count = batch * height * image_width
+        counted = f"batch x height x width = {batch} x {height} x {image_width} = {count}"
+    else:
+        errors = vector_errors(layer, names, c, batch, width, source)
+        count, counted = batch, f"a batch of {batch}"
     sent = [name for name in RUNNING if layer[name] is not None]
     if layer["mode"] == "eval":
         for name in RUNNING:
@@ -102,10 +130,10 @@ def chain(layer: dict, c: Convention, batch: int, width: int, source: str) -> Ch
                 f"(the square root of running_var + eps would not be a number). Send the "
                 f"running variances, each >= 0."
             ]
-    if layer["mode"] == "train" and layer["variance"] == "unbiased" and batch < 2:
+    if layer["mode"] == "train" and layer["variance"] == "unbiased" and count < 2:
         errors["variance"] = [
-            f'"unbiased" divides the sum of squares by batch - 1, which is 0 with a batch of '
-            f'{batch}. Send at least 2 samples, or use variance "biased" (divides by batch).'
+            f'"unbiased" divides the sum of squares by batch - 1, which is 0 with {counted}. '
+            f'Send at least 2 samples, or use variance "biased" (divides by batch).'
         ]
     return Chained(errors, width)
 
@@ -137,4 +165,5 @@ BATCHNORM = LayerType(
     chain=chain,
     to_core=to_core,
     layouts=layouts,
+    takes="any",
 )

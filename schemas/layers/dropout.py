@@ -1,4 +1,9 @@
-"""The dropout layer at the boundary: keep_prob, and a 0/1 mask or the seed that draws it."""
+"""The dropout layer at the boundary: keep_prob, and a 0/1 mask or the seed that draws it.
+
+It takes rows (batch, n) and images alike (elementwise): the mask is shaped like the
+layer's input in the client's layout, (N, C, H, W) or (N, H, W, C) for images, and a seed
+draws it in that shape.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ ONE_OF_THEM = (
     "either the 0/1 mask, shaped like the layer's input (Andrew Ng's "
     "D = np.random.rand(...) < keep_prob, CS231n's mask), or a seed: the mask is then "
     f"{SEED_RULE}, shape being the layer's input in your data layout ((batch, n), or (n, batch) "
-    "in the columns convention), and the answer's layer carries it."
+    "in the columns convention; images in your layout, (N, C, H, W) or (N, H, W, C)), and the "
+    "answer's layer carries it."
 )
 
 
@@ -45,12 +51,13 @@ class DropoutLayerSchema(StrictSchema):
         },
     )
     mask = Array(
-        ndims=(2,),
+        ndims=(2, 4),
         load_default=None,
         metadata={
             "description": (
                 "0/1, shaped like the layer's input: (batch, n) in numpy and torch, (n, batch) in "
-                "columns (Ng's D, CS231n's mask). Send it or seed, not both."
+                "columns (Ng's D, CS231n's mask); images in the request's layout. Send it or "
+                "seed, not both."
             )
         },
     )
@@ -82,11 +89,12 @@ class DropoutLayerSchema(StrictSchema):
         if mask is not None:
             bad = np.argwhere((mask != 0) & (mask != 1))
             if bad.size:
-                i, j = (int(k) for k in bad[0])
+                index = tuple(int(k) for k in bad[0])
+                where = "".join(f"[{k}]" for k in index)
                 raise ValidationError(
                     {
                         "mask": [
-                            f"mask[{i}][{j}] is {float(mask[i, j]):g}: every entry must be 0 "
+                            f"mask{where} is {float(mask[index]):g}: every entry must be 0 "
                             "(drop the unit) or 1 (keep it); the 1/keep_prob scaling is the "
                             "service's, so send D itself, not D / keep_prob."
                         ]
@@ -94,17 +102,23 @@ class DropoutLayerSchema(StrictSchema):
                 )
 
 
-def chain(layer: dict, c: Convention, batch: int, width: int, source: str) -> Chained:
+def chain(layer: dict, c: Convention, batch: int, width: int | tuple, source: str) -> Chained:
     mask = layer["mask"]
-    expected = c.data_shape(batch, width)
+    images = isinstance(width, tuple)
+    expected = c.image_shape(batch, width) if images else c.data_shape(batch, width)
     if mask is None or mask.shape == expected:
         return Chained({}, width)
-    layout = "(n, batch)" if c.samples_are_columns else "(batch, n)"
+    if images:
+        layout = f"{'(N, H, W, C)' if c.channels_last else '(N, C, H, W)'} images in the {c.layout}"
+        layout += " layout"
+    else:
+        layout = f"{'(n, batch)' if c.samples_are_columns else '(batch, n)'} in the {c.name} "
+        layout += "convention"
     message = (
         f"got {shape_text(mask.shape)}, expected {shape_text(expected)}: the mask covers the "
-        f"layer's input, {layout} in the {c.name} convention"
+        f"layer's input, {layout}"
     )
-    if mask.shape == expected[::-1]:
+    if not images and mask.shape == expected[::-1]:
         message += "; it looks transposed"
     message += f". The batch is {batch} (from the inputs) and {source}."
     return Chained({"mask": [message]}, width)
@@ -118,6 +132,7 @@ def to_core(layer: dict, c: Convention, width: int) -> Layer:
         seed=layer["seed"],
         columns=c.samples_are_columns,
         activation=layer["activation"],
+        channels_last=c.channels_last,
     )
 
 
@@ -131,4 +146,5 @@ DROPOUT = LayerType(
     chain=chain,
     to_core=to_core,
     layouts=layouts,
+    takes="any",
 )

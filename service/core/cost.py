@@ -135,7 +135,7 @@ LAYER_COSTS: dict[str, Callable[[int, LayerShape], LayerCost]] = {}
 
 
 #: the settings LayerShape keeps, because they size a kind's work (kinds read them in cost)
-SIZING_SETTINGS = ("stride", "pad", "pool")
+SIZING_SETTINGS = ("stride", "pad", "pool", "groups")
 
 
 def dense_shape(n_in: int, n_out: int, activation: str, bias: bool = True) -> LayerShape:

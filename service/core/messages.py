@@ -25,6 +25,7 @@ class Convention(Protocol):
 
     name: str
     samples_are_columns: bool
+    channels_last: bool
 
     def data_shape(self, batch, units) -> tuple: ...
 
@@ -112,18 +113,30 @@ class Messages:
         )
         if name == "dx":
             text += " Each layer's dx is the dL/da of the layer below."
-        axis = self.f.axis
+        kind = self.problem.layers[layer].kind
+        axis = self._image_axes(layer) or self.f.axis
         prose = {
             "dgamma": f"dgamma = np.sum(dout * x_hat, axis={axis}), x_hat the normalised input.",
             "dbeta": f"dbeta = np.sum(dout, axis={axis}).",
-            "dx": "dx = dz * mask / keep_prob for inverted dropout.",
         }
+        if kind == "dropout":
+            prose["dx"] = "dx = dz * mask / keep_prob for inverted dropout."
         statement = self.field_fix(layer, name, shape)
         if statement:
             return text + fix(statement)
         # no one-line NumPy for a norm layer's z and dx: the formula, in words
         hint = _norm_hint(self.problem.layers[layer], name, axis) or prose.get(name)
         return text + (f" {hint}" if hint else "")
+
+    def _image_axes(self, layer: int) -> tuple[int, int, int] | None:
+        """The axes a per-channel sum runs over when layer's input is images, in the client's
+        layout ((0, 2, 3) NCHW, (0, 1, 2) NHWC); None for 2-D data."""
+        shape = self.problem.inputs.shape[1:]
+        for below in self.problem.layers[:layer]:
+            shape = below.sample_out(shape)
+        if len(shape) != 3:
+            return None
+        return (0, 1, 2) if self.c.channels_last else (0, 2, 3)
 
     def scale(
         self, what: str, variant: Variant, layer: int | None = None, name: str = "", shape=()
@@ -282,8 +295,32 @@ def _layers_text(layers: tuple[int, ...]) -> str:
     return "layers " + ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _norm_hint(layer, name: str, axis: int) -> str | None:
-    """z and dx of a norm layer (CS231n's batchnorm and layernorm); None for other kinds."""
+def _norm_hint(layer, name: str, axis) -> str | None:
+    """z and dx of a norm layer (CS231n's batchnorm and layernorm, and on images spatial
+    batchnorm and groupnorm: ``axis`` is then the layout's (N, H, W) axes); None for other
+    kinds."""
+    images = isinstance(axis, tuple)
+    if layer.kind == "groupnorm":
+        return {
+            "z": "z = gamma * x_hat + beta, x_hat = (x - mean) / sqrt(var + eps), mean and "
+            "(biased) var over each sample's group of C / G channels x H x W, as CS231n's "
+            "spatial_groupnorm_forward (x.reshape(N * G, -1) in NCHW).",
+            "dx": "dx is layernorm's on each row of x.reshape(N * G, -1) (NCHW): "
+            "(1 / std) / D * (D * g - sum(g) - x_hat * sum(g * x_hat)), g = dz * gamma, "
+            "D = C / G * H * W.",
+        }.get(name)
+    if layer.kind == "batchnorm" and images and layer.settings.get("mode") != "eval":
+        bessel = layer.settings.get("variance") == "unbiased"
+        return {
+            "z": f"z = gamma * x_hat + beta, x_hat = (x - mean) / sqrt(var + eps), mean and "
+            f"var per channel over N, H and W (axis {axis})"
+            f"{', var divided by N*H*W - 1' if bessel else ''}, as CS231n's "
+            "spatial_batchnorm_forward.",
+            "dx": "dx is batchnorm's on the images as (N*H*W, C) rows, as CS231n's "
+            "spatial_batchnorm_backward: gamma / std / M * (M * dz - sum(dz) - "
+            f"{'M / (M - 1) * ' if bessel else ''}x_hat * sum(dz * x_hat)), M = N*H*W, sums "
+            f"over axis {axis}.",
+        }.get(name)
     if layer.kind == "batchnorm":
         if layer.settings.get("mode") == "eval":
             return {

@@ -3,8 +3,8 @@
 A kind is a small record of pure functions; it keeps no state, so nothing can
 leak between requests or threads.  Canonical shapes: x and out are
 (batch, units), samples are rows, or images (batch, C, H, W) for the kinds
-that take them (conv2d, the pools, flatten: their ``sample_out`` says the
-per-sample shape out).
+that take them (conv2d, the pools, flatten, groupnorm; batchnorm takes both):
+their ``sample_out`` says the per-sample shape out.
 
     forward(x, params, settings)    -> (out, cache)
     backward(dout, cache, need_dx)  -> (dx or None, {gradient name: array})
@@ -28,12 +28,23 @@ from .conv2d import CONV2D
 from .dense import DENSE
 from .dropout import DROPOUT
 from .flatten import FLATTEN
+from .groupnorm import GROUPNORM
 from .layernorm import LAYERNORM
 from .pool2d import AVGPOOL2D, MAXPOOL2D
 
 KINDS: dict[str, Kind] = {
     kind.name: kind
-    for kind in (DENSE, BATCHNORM, LAYERNORM, DROPOUT, CONV2D, MAXPOOL2D, AVGPOOL2D, FLATTEN)
+    for kind in (
+        DENSE,
+        BATCHNORM,
+        LAYERNORM,
+        DROPOUT,
+        CONV2D,
+        MAXPOOL2D,
+        AVGPOOL2D,
+        FLATTEN,
+        GROUPNORM,
+    )
 }
 
 LAYER_COSTS.update({name: kind.cost for name, kind in KINDS.items()})

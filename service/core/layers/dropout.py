@@ -2,12 +2,14 @@
 
     out = x * mask / keep_prob          dx = dout * mask / keep_prob
 
-No parameters, so no gradients of its own.  The mask is 0/1, (batch, n) like x.
+No parameters, so no gradients of its own.  The mask is 0/1, shaped like x: (batch, n),
+or (N, C, H, W) images (elementwise, as CS231n's dropout on conv activations).
 It is either sent, or drawn from a seed exactly as the client would draw it:
 ``np.random.default_rng(seed).random(shape) < keep_prob`` with ``shape`` the
 layer's input in the client's data layout ((n, batch) in the columns
-convention, hence ``columns``), so that a client holding the same seed gets the
-same mask.  The drawn mask is answered (``state``); a sent one is not echoed.
+convention, hence ``columns``; (N, H, W, C) for NHWC images, hence
+``channels_last``), so that a client holding the same seed gets the same mask.
+The drawn mask is answered (``state``); a sent one is not echoed.
 
 The draw happens in forward, after the request has been priced: a small body
 with a seed can ask for a huge mask (service.core.cost prices the draw from
@@ -60,9 +62,14 @@ def draw(seed: int, shape: tuple[int, ...], keep_prob: float) -> Array:
 
 
 def mask_of(x: Array, settings: Settings) -> Array:
-    """The canonical (batch, n) 0/1 mask: the sent one, or the one the seed draws."""
+    """The canonical 0/1 mask, shaped like x: the sent one, or the one the seed draws."""
     if settings.get("mask") is not None:
         return settings["mask"]
+    if x.ndim == 4 and settings.get("channels_last"):  # drawn (N, H, W, C), viewed as NCHW
+        n, c, h, w = x.shape
+        return draw(settings["seed"], (n, h, w, c), settings["keep_prob"]).transpose(0, 3, 1, 2)
+    if x.ndim == 4:
+        return draw(settings["seed"], x.shape, settings["keep_prob"])
     if settings.get("columns"):
         return draw(settings["seed"], x.shape[::-1], settings["keep_prob"]).T
     return draw(settings["seed"], x.shape, settings["keep_prob"])
@@ -93,7 +100,8 @@ def state(cache: tuple, settings: Settings) -> dict[str, Array]:
 
 
 def state_shapes(batch: int, n_in: int, settings: Settings) -> dict[str, tuple[int, ...]]:
-    """What ``state`` will answer, before anything is drawn (for the cost model)."""
+    """What ``state`` will answer, before anything is drawn (for the cost model: its size;
+    an image's mask is (batch, C, H, W), of the same size)."""
     return {} if settings.get("mask") is not None else {"mask": (batch, n_in)}
 
 
@@ -120,9 +128,11 @@ def dropout_layer(
     seed: int | None = None,
     columns: bool = False,
     activation: str = "identity",
+    channels_last: bool = False,
 ) -> Layer:
-    """A dropout Layer: a canonical (batch, n) 0/1 ``mask``, or a ``seed`` whose mask is drawn
-    in the client's layout ((n, batch) when ``columns``)."""
+    """A dropout Layer: a canonical 0/1 ``mask`` shaped like its input, or a ``seed`` whose
+    mask is drawn in the client's layout ((n, batch) when ``columns``; (N, H, W, C) images
+    when ``channels_last``)."""
     from ..problem import Layer  # the problem module imports this package
 
     if (mask is None) == (seed is None):
@@ -132,6 +142,7 @@ def dropout_layer(
         "mask": mask,
         "seed": seed,
         "columns": columns,
+        "channels_last": channels_last,
         "cache": MaskCache(),
     }
     return Layer("dropout", {}, activation, settings)
@@ -147,4 +158,5 @@ DROPOUT = Kind(
     cost=cost,
     state=state,
     state_shapes=state_shapes,
+    sample_out=lambda shape, params, settings: shape,  # (n,) rows or (C, H, W) images
 )

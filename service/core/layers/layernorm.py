@@ -28,14 +28,34 @@ from .batchnorm import overflow_to_nan
 DEFAULT_EPS = 1e-5
 
 
-def forward(x: Array, params: Params, settings: Settings) -> tuple[Array, tuple]:
-    gamma, beta = params["gamma"], params["beta"]
-    eps = settings.get("eps")
-    eps = DEFAULT_EPS if eps is None else eps
+def normalise_rows(x: Array, eps: float) -> tuple[Array, Array]:
+    """Each row of (rows, D) over its own D numbers, biased variance: (x_hat, 1/std (rows, 1)).
+
+    Layernorm's rows are samples; groupnorm's (service.core.layers.groupnorm) are one
+    sample's group of channels.
+    """
     x_hat = x - x.mean(axis=1, keepdims=True)  # the centred copy, normalised in place below
     var = np.einsum("ij,ij->i", x_hat, x_hat) / x.shape[1]
     inv_std = overflow_to_nan(1.0 / np.sqrt(var + eps), var)[:, None]
     x_hat *= inv_std
+    return x_hat, inv_std
+
+
+def rows_dx(g: Array, x_hat: Array, inv_std: Array) -> Array:
+    """dx of ``normalise_rows`` from g = dL/dx_hat, (rows, D), turned into dx in place:
+    (1/std) * (g - mean(g) - x_hat * mean(g * x_hat)), means over each row."""
+    g_mean = g.mean(axis=1, keepdims=True)
+    g_x_hat = (np.einsum("ij,ij->i", g, x_hat) / g.shape[1])[:, None]
+    g -= g_mean
+    g -= x_hat * g_x_hat
+    g *= inv_std
+    return g
+
+
+def forward(x: Array, params: Params, settings: Settings) -> tuple[Array, tuple]:
+    gamma, beta = params["gamma"], params["beta"]
+    eps = settings.get("eps")
+    x_hat, inv_std = normalise_rows(x, DEFAULT_EPS if eps is None else eps)
     out = x_hat * gamma
     out += beta
     return out, (x_hat, gamma, inv_std)
@@ -46,14 +66,7 @@ def backward(dout: Array, cache: tuple, need_dx: bool = True) -> tuple[Array | N
     grads = {"dgamma": np.einsum("ij,ij->j", dout, x_hat), "dbeta": dout.sum(axis=0)}
     if not need_dx:
         return None, grads
-    features = dout.shape[1]
-    dx = dout * gamma  # g = dL/dx_hat, turned into dx in place
-    g_mean = dx.mean(axis=1, keepdims=True)
-    g_x_hat = (np.einsum("ij,ij->i", dx, x_hat) / features)[:, None]
-    dx -= g_mean
-    dx -= x_hat * g_x_hat
-    dx *= inv_std
-    return dx, grads
+    return rows_dx(dout * gamma, x_hat, inv_std), grads
 
 
 def cost(batch: int, layer: LayerShape) -> LayerCost:

@@ -36,8 +36,10 @@ class ShapeMistake:
     explain: Callable[[Grader, str, int, tuple, tuple], str]
 
 
+from service.grading_shapes_conv import SHAPE_MISTAKES_CONV  # noqa: E402  (builds ShapeMistakes)
+
 #: every kind's shape mistakes, in the order the grader tries them
-SHAPE_MISTAKES: tuple[ShapeMistake, ...] = ()
+SHAPE_MISTAKES: tuple[ShapeMistake, ...] = (*SHAPE_MISTAKES_CONV,)
 
 
 def shape_mistake(

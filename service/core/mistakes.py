@@ -110,8 +110,11 @@ class Planned:
 
     @property
     def passes(self) -> int:
-        """The passes it costs: one backward, and one forward when the mistake changes it."""
-        return 2 if self.changes_forward else 1
+        """The passes it is priced as: one backward (its dz and gradients; z and a are the
+        reference's, shared).  A forward rerun holds its own z and a of every layer too, as
+        much again as a backward pass's dz and gradients (service.core.cost: a layer's
+        ``kept`` is at most twice its ``gradients``): three."""
+        return 3 if self.changes_forward else 1
 
 
 def plan(problem: Problem) -> list[Planned]:

@@ -89,6 +89,13 @@ def passes_needed(problem: Problem) -> int:
     return 1 + sum(p.passes for p in plan(problem))
 
 
+def reruns_needed(problem: Problem) -> int:
+    """The mistaken passes that rerun the forward pass: each holds its own z and a of every
+    layer besides its dz and gradients (the others share the reference's), which the
+    memory estimate counts (service.core.cost.passes_parts)."""
+    return sum(p.changes_forward for p in plan(problem))
+
+
 @dataclass(frozen=True)
 class Planned:
     """One mistaken pass to compute: its code, where, and how (``recompute``'s arguments)."""
@@ -110,11 +117,8 @@ class Planned:
 
     @property
     def passes(self) -> int:
-        """The passes it is priced as: one backward (its dz and gradients; z and a are the
-        reference's, shared).  A forward rerun holds its own z and a of every layer too, as
-        much again as a backward pass's dz and gradients (service.core.cost: a layer's
-        ``kept`` is at most twice its ``gradients``): three."""
-        return 3 if self.changes_forward else 1
+        """The passes it costs: one backward, and one forward when the mistake changes it."""
+        return 2 if self.changes_forward else 1
 
 
 def plan(problem: Problem) -> list[Planned]:

@@ -554,23 +554,23 @@ def test_max_pool_ties_all_is_no_mistake_but_the_gradient_to_every_position_is(c
 def test_the_grader_prices_every_conv_mistake_it_may_recompute():
     """kernel_flipped's two forward forms rerun the forward pass, in each
     conv alone and in both, in the problem's and the other placement of the 1/N; the
-    backward form one pass; the ignored stride (second conv only, and the max pool, whose
-    student needs x: a forward rerun), the gradient to every position: one scope each."""
+    backward form one pass; the ignored stride (second conv only, and the max pool), the
+    gradient to every position: one scope each, one pass."""
     from service.core.mistakes import plan
 
     request, _ = problem("cs231n", "max")
     grader = grader_for(request)
     conv = [p for p in plan(grader.request.problem) if p.code in CODES]
     # a forward rerun is one more pass of work, and holds its own z and a
-    assert sum(p.passes for p in conv) == 2 * (3 * 2 + 3 * 2 + 2) + 3 * 2 + 2 + 2
-    assert reruns_needed(grader.request.problem) == 3 * 2 + 3 * 2 + 2
-    # the reference, the 13 passes of the activation and loss catalogue, and the conv's 38
-    assert passes_needed(grader.request.problem) == 1 + 13 + 38
+    assert sum(p.passes for p in conv) == 2 * (3 * 2 + 3 * 2) + 3 * 2 + 2 + 2 + 2
+    assert reruns_needed(grader.request.problem) == 3 * 2 + 3 * 2
+    # the reference, the 13 passes of the activation and loss catalogue, and the conv's 36
+    assert passes_needed(grader.request.problem) == 1 + 13 + 36
 
 
 @pytest.mark.parametrize("pool", ["max", "avg"])
 def test_every_conv_mistaken_pass_held_at_once_stays_within_the_estimate(pool):
-    """The forward reruns (the flipped kernel's, the max pool's ignored stride) hold their
+    """The forward reruns (the flipped kernel's forms "forward" and "layer") hold their
     own z and a: the cost model prices them (reruns_needed), so the grader's passes stay
     within it (without them: 14.6 MiB held, 12.9 MiB estimated for the max pool's)."""
     from tests.memory_cases import assert_every_pass_within_estimate

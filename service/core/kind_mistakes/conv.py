@@ -114,15 +114,10 @@ def avgpool_stride_one(right: Kind, layer: Layer) -> Kind:
 
 def maxpool_stride_one(right: Kind, layer: Layer) -> Kind:
     """The max of the window at (h, w) gets dout[h, w]: the student's mask is taken from the
-    wrong window too, so the backward needs x (the right cache keeps only the argmax), and
-    the forward is rerun to keep it (its output is the right one)."""
-
-    def forward(x, params, settings):
-        out, cache = right.forward(x, params, settings)
-        return out, (cache, x)
+    wrong window too, from x (the right forward's cache keeps it)."""
 
     def backward(dout, cache, need_dx=True):
-        (x_shape, settings, _), x = cache
+        x_shape, settings, _, x = cache
         if not need_dx:
             return None, {}
         (ph, pw), (ho, wo) = settings["pool"], dout.shape[2:]
@@ -138,7 +133,7 @@ def maxpool_stride_one(right: Kind, layer: Layer) -> Kind:
             shares = lambda k: dout * (first == k)  # noqa: E731
         return _scatter_at_stride_one(shares, x_shape, (ph, pw), (ho, wo)), {}
 
-    return replace(right, forward=forward, backward=backward)
+    return replace(right, backward=backward)
 
 
 def _spread(right: Kind, layer: Layer) -> Kind:
@@ -272,7 +267,6 @@ CONV_MISTAKES = (
         maxpool_stride_one,
         explain_stride,
         applies=_strided,
-        changes_forward=True,  # reruns the (right) forward only to keep x for the mask
     ),
     KindMistake(
         "stride_ignored_in_backward",

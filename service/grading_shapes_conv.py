@@ -4,15 +4,23 @@ The course loops accumulate dx into the padded input's gradient (CS231n's ``dx_p
 ``da_prev_pad``) and crop the border at the end; a student who forgets the crop hands back
 (N, C, H + 2 ph, W + 2 pw) in NCHW, (N, H + 2 ph, W + 2 pw, C) in NHWC, whose interior is
 the right dx.  The grader (service.grading) tries it before "wrong_shape".
+
+service.grading_shapes makes the ShapeMistake record of each entry (this module does not
+import it: two top-level modules may not import each other, tests/test_architecture.py).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 from service.core.formulas import fix
 from service.core.shapes import shape_text
-from service.grading_shapes import Grader, ShapeMistake
+
+#: service.grading.Grader (not imported: the grader imports this module, through
+#: service.grading_shapes): the matcher reads its request, tolerance and convention
+Grader = Any
 
 
 def _pad(grader: Grader, layer: int) -> tuple[int, int]:
@@ -67,6 +75,5 @@ def explain_padded(grader: Grader, path: str, layer: int, got: tuple, want: tupl
     )
 
 
-SHAPE_MISTAKES_CONV = (
-    ShapeMistake("dx_still_padded", "conv2d", "dx", still_padded, explain_padded),
-)
+#: (code, kind, field, matches, explain): service.grading_shapes.ShapeMistake's fields
+CONV_SHAPE_MISTAKES = (("dx_still_padded", "conv2d", "dx", still_padded, explain_padded),)

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from service.grading_shapes_conv import CONV_SHAPE_MISTAKES
+
 #: service.grading.Grader (not imported: the grader imports this module): the matchers read
 #: its request, reference, forward pass, tolerance and messages
 Grader = Any
@@ -37,7 +39,7 @@ class ShapeMistake:
 
 
 #: every kind's shape mistakes, in the order the grader tries them
-SHAPE_MISTAKES: tuple[ShapeMistake, ...] = ()
+SHAPE_MISTAKES: tuple[ShapeMistake, ...] = (*(ShapeMistake(*m) for m in CONV_SHAPE_MISTAKES),)
 
 
 def shape_mistake(

@@ -329,7 +329,7 @@ def assert_every_pass_within_estimate(problem) -> None:
     grader holds them, traced by tracemalloc: within the cost model's estimate of them."""
     from service.core import compute_gradients
     from service.core.cost import NetworkShape, passes_parts
-    from service.core.mistakes import passes_needed, variants
+    from service.core.mistakes import passes_needed, reruns_needed, variants
     from service.core.network import forward
 
     tracemalloc.start()
@@ -343,6 +343,9 @@ def assert_every_pass_within_estimate(problem) -> None:
         tracemalloc.stop()
     assert len(held) <= passes_needed(problem)
     estimate = sum(
-        part.bytes for part in passes_parts(NetworkShape.of(problem), passes_needed(problem))
+        part.bytes
+        for part in passes_parts(
+            NetworkShape.of(problem), passes_needed(problem), reruns_needed(problem)
+        )
     )
     assert peak <= estimate, f"{peak / 2**20:.1f} MiB held, {estimate / 2**20:.1f} MiB estimated"

@@ -226,13 +226,18 @@ def read_part(body: int) -> Part:
     )
 
 
-def passes_parts(net: NetworkShape, passes: int = 1) -> list[Part]:
-    """Every layer's kept arrays, and the largest step's temporaries (loss included)."""
+def passes_parts(net: NetworkShape, passes: int = 1, reruns: int = 0) -> list[Part]:
+    """Every layer's kept arrays, and the largest step's temporaries (loss included).
+
+    ``passes`` counts a forward rerun as one more pass (its work); ``reruns`` of them hold
+    their own z and a (``kept``) besides their gradients, instead of a second pass's."""
     over = f", kept for each of {passes} backward passes" if passes > 1 else ""
+    if reruns:
+        over += f", z and a for each of {reruns} forward reruns"
     parts = [
         Part(
             f"layer {i}'s activations and gradients (z, a, dz: {cost.what}{over})",
-            NUMBER * (cost.kept + passes * cost.gradients),
+            NUMBER * ((1 + reruns) * cost.kept + (passes - reruns) * cost.gradients),
             SMALLER,
         )
         for i, cost in enumerate(net.costs())

@@ -189,6 +189,12 @@ class Messages:
         explain = text + note + fix(statement, k)
         if layer in variant.layers:
             return f"In {where}, {explain}"
+        if layer < 0 or layer > max(variant.layers):  # a mistake that changes the forward pass
+            reached = "the loss" if layer < 0 else f"layer {layer}"
+            return (
+                f"This error comes from a mistake in {where}, carried forward to {reached}: "
+                f"{explain}"
+            )
         return (
             f"This error comes from a mistake in {where}, propagated back to layer {layer}: "
             f"{explain}"

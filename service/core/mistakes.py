@@ -89,6 +89,13 @@ def passes_needed(problem: Problem) -> int:
     return 1 + sum(p.passes for p in plan(problem))
 
 
+def reruns_needed(problem: Problem) -> int:
+    """The mistaken passes that rerun the forward pass: each holds its own z and a of every
+    layer besides its dz and gradients (the others share the reference's), which the
+    memory estimate counts (service.core.cost.passes_parts)."""
+    return sum(p.changes_forward for p in plan(problem))
+
+
 @dataclass(frozen=True)
 class Planned:
     """One mistaken pass to compute: its code, where, and how (``recompute``'s arguments)."""

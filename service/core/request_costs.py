@@ -126,9 +126,11 @@ def grading_cost(
     body: int = 0,
     submissions: int = 1,
     broken: int = 0,
+    reruns: int = 0,
 ) -> Cost:
     """POST /v1/check: the reference pass and every mistaken pass, held at once (the grader
     remembers each for the next field), and the comparisons of the largest field.
+    ``reruns``: the passes among them that rerun the forward pass (their own z and a).
 
     POST /v1/check/batch is the same with ``submissions`` graded by one grader: ``submitted``
     and ``fields`` are every submission's, all held at once (parsed together), the passes
@@ -148,7 +150,7 @@ def grading_cost(
         *dx_part,
         read_part(body),
         held(net.elements() + submitted, "the problem's and the submission's arrays"),
-        *passes_parts(net, passes),
+        *passes_parts(net, passes, reruns),
         Part(
             "comparing the largest submitted field with its expected values",
             NUMBER * SCRATCH * largest,

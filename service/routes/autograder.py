@@ -33,7 +33,7 @@ from service.core.exercise_layers import (
 from service.core.exercises import generate
 from service.core.grading_options import UngradableSubmission
 from service.core.limits import check_batch_size, check_request
-from service.core.mistakes import passes_needed
+from service.core.mistakes import passes_needed, reruns_needed
 from service.core.request_costs import exercise_cost, grading_cost
 from service.grading import Grader, Report
 from service.grading_formats import render
@@ -111,7 +111,14 @@ def grade(request: CheckRequest) -> Report | UngradableSubmission:
     net = NetworkShape.of(problem)
     if isinstance(submission, BrokenSubmission):
         # the problem's limits hold whatever the student sent: its own cost, nothing graded
-        cost = grading_cost(net, passes_needed(problem), 0, [], body=http.content_length or 0)
+        cost = grading_cost(
+            net,
+            passes_needed(problem),
+            0,
+            [],
+            body=http.content_length or 0,
+            reruns=reruns_needed(problem),
+        )
         check_request(net, cost, limits())
         ratelimit.meter(cost)
         return ungradable(submission)
@@ -123,6 +130,7 @@ def grade(request: CheckRequest) -> Report | UngradableSubmission:
         submission.fields(),
         request.reveal,
         body=http.content_length or 0,
+        reruns=reruns_needed(problem),
     )
     check_request(net, cost, limits())
     over = over_quota(request)
@@ -225,6 +233,7 @@ def check_batch(request: CheckBatchRequest):
         body=http.content_length or 0,
         submissions=len(request.entries),
         broken=len(request.entries) - len(gradable),
+        reruns=reruns_needed(problem),
     )
     check_request(net, cost, limits())
     ratelimit.meter(cost, expensive=True)  # up to thousands of gradings: always metered

@@ -44,8 +44,10 @@ class KindMistake:
     linear: bool = True
 
 
+from .conv import CONV_MISTAKES  # noqa: E402  (conv.py builds KindMistake records)
+
 #: every kind's mistakes, in the order the grader tries them
-KIND_MISTAKES: tuple[KindMistake, ...] = ()
+KIND_MISTAKES: tuple[KindMistake, ...] = (*CONV_MISTAKES,)
 
 CODES = tuple(dict.fromkeys(m.code for m in KIND_MISTAKES))
 

@@ -57,17 +57,19 @@ def scatter(shares, x_shape: tuple, settings: Settings) -> Array:
 
 
 def max_forward(x: Array, params: Params, settings: Settings) -> tuple[Array, tuple]:
+    """The cache keeps x, the layer below's output (held anyway: no array is added), for the
+    autograder's student who takes the max from other windows (service.core.kind_mistakes)."""
     flat = windows(x, settings)
     if settings.get("ties", "first") == "all":
         out = flat.max(axis=-1)
-        return out, (x.shape, settings, flat == out[..., None])
+        return out, (x.shape, settings, flat == out[..., None], x)
     first = flat.argmax(axis=-1)  # the first maximum in row-major order
     out = np.take_along_axis(flat, first[..., None], axis=-1)[..., 0]
-    return out, (x.shape, settings, first)
+    return out, (x.shape, settings, first, x)
 
 
 def max_backward(dout: Array, cache: tuple, need_dx: bool = True) -> tuple[Array | None, dict]:
-    x_shape, settings, where = cache
+    x_shape, settings, where, _ = cache
     if not need_dx:
         return None, {}
     if where.dtype == bool:  # ties "all": every tied position gets the whole gradient

@@ -36,8 +36,11 @@ class ShapeMistake:
     explain: Callable[[Grader, str, int, tuple, tuple], str]
 
 
+# each kind's module builds its ShapeMistakes from the class above
+from service.grading_shapes_norms import NORM_SHAPE_MISTAKES  # noqa: E402
+
 #: every kind's shape mistakes, in the order the grader tries them
-SHAPE_MISTAKES: tuple[ShapeMistake, ...] = ()
+SHAPE_MISTAKES: tuple[ShapeMistake, ...] = (*NORM_SHAPE_MISTAKES,)
 
 
 def shape_mistake(

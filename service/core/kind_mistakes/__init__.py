@@ -44,8 +44,12 @@ class KindMistake:
     linear: bool = True
 
 
+# each kind's module builds its KindMistakes from the class above
+from .dropout import DROPOUT_MISTAKES  # noqa: E402
+from .norms import NORM_MISTAKES  # noqa: E402
+
 #: every kind's mistakes, in the order the grader tries them
-KIND_MISTAKES: tuple[KindMistake, ...] = ()
+KIND_MISTAKES: tuple[KindMistake, ...] = (*NORM_MISTAKES, *DROPOUT_MISTAKES)
 
 CODES = tuple(dict.fromkeys(m.code for m in KIND_MISTAKES))
 

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from schemas import CheckRequestSchema
+from service.core.mistakes import plan
 from service.core.submission import Submission, Tolerance
 from service.grading import Grader
 
@@ -447,3 +448,61 @@ def test_every_formula_of_the_layer_messages_runs_and_every_fix_computes_the_rig
         elif not np.allclose(got, want, rtol=1e-9, atol=1e-12):
             failures.append((path, code, f"`{statement}` is not the right {target}", message))
     assert failures == []
+
+
+# -- eval mode: dx = dout * gamma / std is the right answer there --------------------------------
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_in_eval_mode_dx_as_dout_times_gamma_over_std_passes_with_no_diagnosis(client, convention):
+    """CS231n's batchnorm in test mode: the running statistics are constants, so the student
+    who writes dx = dout * gamma / std is right, and no train-mode mistake is tried."""
+    spec = Student("batchnorm", "none", convention, "reduced")
+    request, arrays = problem(spec)
+    L = Layout(convention)
+    rng = np.random.default_rng(5)
+    running_mean, running_var = rng.normal(size=HIDDEN), rng.uniform(0.5, 2.0, size=HIDDEN)
+    request["layers"][1] |= {
+        "mode": "eval",
+        "running_mean": L.vector(running_mean).tolist(),
+        "running_var": L.vector(running_var).tolist(),
+    }
+    del request["layers"][1]["variance"]
+    x, y, W1, b1, W2, b2 = (arrays[k] for k in ("x", "y", "W1", "b1", "W2", "b2"))
+    gamma, beta = arrays["gamma"], arrays["beta"]
+    z1 = L.affine(x, W1, b1)
+    std = np.sqrt(L.vector(running_var) + EPS)
+    xhat = (z1 - L.vector(running_mean)) / std
+    z2 = gamma * xhat + beta
+    a2 = np.maximum(z2, 0)
+    a3 = sigmoid(L.affine(a2, W2, b2))
+    dz3 = 2 * (a3 - y) / a3.size * a3 * (1 - a3)
+    da2, dW2, db2 = L.affine_backward(dz3, a2, W2, 1)
+    dz2 = da2 * (z2 > 0)
+    dx2 = dz2 * gamma / std  # batchnorm_mean_variance_ignored's formula: right in eval mode
+    _, dW1, db1 = L.affine_backward(dx2, x, W1, 1)
+    ax = L.batch_axis
+    layers = [
+        {"dz": dx2, "dW": dW1, "db": db1},
+        {"z": z2, "dz": dz2, "dx": dx2, "dgamma": L.sum(dz2 * xhat, ax), "dbeta": L.sum(dz2, ax)},
+        {"dz": dz3, "dW": dW2, "db": db2},
+    ]
+    submission = {"layers": [{k: v.tolist() for k, v in layer.items()} for layer in layers]}
+    response = client.post("/v1/check", json=request | {"submission": submission})
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["passed"] is True
+    assert [r["diagnosis"] for r in body["results"]] == [None] * 11
+
+    parsed = CheckRequestSchema().load(request | {"submission": submission}).gradients.problem
+    tried = {p.code for p in plan(parsed)}
+    assert not tried & {"batchnorm_mean_variance_ignored", "variance_bias_mismatch"}
+
+
+def test_a_dropout_layer_keeping_everything_has_no_dropout_mistake_to_try():
+    """keep_prob 1: every form of the mistakes gives the right numbers; none is recomputed."""
+    request, _ = problem(Student("dropout", "none", "numpy", "reduced"))
+    request["layers"][1] |= {"keep_prob": 1.0, "mask": np.ones((BATCH, HIDDEN)).tolist()}
+    request["submission"] = {"layers": [None, {"dx": [[0.0]]}, None]}
+    parsed = CheckRequestSchema().load(request).gradients.problem
+    assert not {p.code for p in plan(parsed)} & CODES["dropout"]

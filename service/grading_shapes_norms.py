@@ -14,7 +14,6 @@ import numpy as np
 
 from service.core.formulas import fix
 from service.core.shapes import shape_text
-from service.grading_shapes import ShapeMistake
 
 #: the normalised input x_hat is the first thing both norms' forward caches
 X_HAT = 0
@@ -60,8 +59,9 @@ def _explainer(name: str):
     return explain
 
 
+#: service.grading_shapes.ShapeMistake's fields: (code, kind, field, matches, explain)
 NORM_SHAPE_MISTAKES = tuple(
-    ShapeMistake("dgamma_not_reduced", kind, name, _matcher(name), _explainer(name))
+    ("dgamma_not_reduced", kind, name, _matcher(name), _explainer(name))
     for kind in ("batchnorm", "layernorm")
     for name in ("dgamma", "dbeta")
 )

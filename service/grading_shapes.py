@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from service.grading_shapes_conv import CONV_SHAPE_MISTAKES
+from service.grading_shapes_norms import NORM_SHAPE_MISTAKES
 
 #: service.grading.Grader (not imported: the grader imports this module): the matchers read
 #: its request, reference, forward pass, tolerance and messages
@@ -38,8 +39,11 @@ class ShapeMistake:
     explain: Callable[[Grader, str, int, tuple, tuple], str]
 
 
-#: every kind's shape mistakes, in the order the grader tries them
-SHAPE_MISTAKES: tuple[ShapeMistake, ...] = (*(ShapeMistake(*m) for m in CONV_SHAPE_MISTAKES),)
+#: every kind's shape mistakes, in the order the grader tries them (each kind's module lists
+#: its own as (code, kind, field, matches, explain), and imports nothing of this one)
+SHAPE_MISTAKES: tuple[ShapeMistake, ...] = tuple(
+    ShapeMistake(*mistake) for mistake in (*NORM_SHAPE_MISTAKES, *CONV_SHAPE_MISTAKES)
+)
 
 
 def shape_mistake(

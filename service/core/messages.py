@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from .formulas import Formulas, fix
+from .kind_mistakes import CODES as KIND_CODES
 from .kind_mistakes import KIND_MISTAKES
 from .mistakes import Variant
 from .problem import Problem
@@ -180,7 +181,9 @@ class Messages:
                 f"{note}{fix(self.f.output_fix(), self.last)}"
             )
         where = _layers_text(variant.layers)
-        if layer < 0:  # the loss itself (the svm's margin at j = y adds 1 a sample)
+        if layer < 0 and variant.code not in KIND_CODES:
+            # a mistake in the loss itself (the svm's margin at j = y adds 1 a sample); a
+            # mistake inside a layer's forward is carried forward to the loss (below)
             text, _ = self._explain(variant, max(variant.layers))
             why = f"{path} is wrong for the same reason as the gradients"
             return f"{why}: {text}{fix(self.f.loss())}"

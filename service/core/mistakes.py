@@ -84,9 +84,11 @@ def placements(problem: Problem, linear: bool) -> tuple[str, ...]:
 
 
 def passes_needed(problem: Problem) -> int:
-    """The passes ``variants`` computes (a forward rerun counted as one more) and the
-    reference's, for the work limits: exact, so an upper bound."""
-    return 1 + sum(p.passes for p in plan(problem))
+    """The passes ``variants`` computes (a forward rerun counted as one more, once for the
+    placements that share it) and the reference's, for the work limits: exact, so an upper
+    bound."""
+    planned = plan(problem)
+    return 1 + len(planned) + len({p.kind_of for p in planned if p.changes_forward})
 
 
 def reruns_needed(problem: Problem) -> int:
@@ -114,11 +116,6 @@ class Planned:
     kind_of: KindOf = own_kind
     #: the mistake changes the layer's forward: the pass reruns forward from the inputs
     changes_forward: bool = False
-
-    @property
-    def passes(self) -> int:
-        """The passes it costs: one backward, and one forward when the mistake changes it."""
-        return 2 if self.changes_forward else 1
 
 
 def plan(problem: Problem) -> list[Planned]:
@@ -162,13 +159,14 @@ def _kind_plan(problem: Problem) -> list[Planned]:
             if layer.kind == mistake.kind and mistake.applies(layer)
         ]
         for scope in _scopes(layers):
+            kind_of = _student_kinds(scope, mistake)  # one per scope: its forward is shared
             for placement in placements(problem, mistake.linear):
                 planned.append(
                     Planned(
                         mistake.code,
                         scope,
                         placement,
-                        kind_of=_student_kinds(scope, mistake),
+                        kind_of=kind_of,
                         changes_forward=mistake.changes_forward,
                         form=mistake.code,
                     )
@@ -191,9 +189,20 @@ def variants(
     at a time (``keep_dx``: each pass keeps every layer's dx, for a submission that has one)."""
     last = len(problem.layers) - 1
     reduce = loss_scale(problem)
+    #: the student's forward pass of the mistake last recomputed, shared by its placements
+    #: (they differ in the backward only): one rerun a mistake, and their z and a held once
+    reran: dict[KindOf, Forward] = {}
+
+    def student_forward(kind_of: KindOf) -> Forward:
+        if kind_of not in reran:
+            reran.clear()
+            reran[kind_of] = forward(problem, deadline, kind_of)
+        return reran[kind_of]
 
     def recompute(p: Planned) -> Gradients:
-        fwd_p = forward(problem, deadline, p.kind_of) if p.changes_forward else fwd
+        if not p.changes_forward:
+            reran.clear()  # the placements sharing it are consecutive: its caches can go
+        fwd_p = student_forward(p.kind_of) if p.changes_forward else fwd
 
         def run(**scales) -> Gradients:
             return backward(

@@ -14,9 +14,10 @@ import numpy as np
 
 #: Every code a failed field may get (the OpenAPI enum of ``diagnosis``).  The grader tries
 #: them most specific first: shapes (not_reduced_over_batch, summed_over_wrong_axis,
-#: column_vector_shape, transposed, wrong_shape); then, for values, the catalogue of mistaken
-#: passes in service.core.mistakes.plan's order (sign_flipped, the scale mistakes, the labels
-#: and svm mistakes, the chain-rule mistakes, missing_weights_in_chain), then
+#: column_vector_shape, the layer kinds' shape mistakes, transposed, wrong_shape); then, for
+#: values, the catalogue of mistaken passes in service.core.mistakes.plan's order (sign_flipped,
+#: the scale mistakes, the labels and svm mistakes, the chain-rule mistakes,
+#: missing_weights_in_chain, the mistakes inside a layer kind), then
 #: wrong_layer_input, summed_over_wrong_axis, transposed, scaled_by_constant, wrong_values.
 DIAGNOSES = (
     "not_reduced_over_batch",
@@ -31,10 +32,17 @@ DIAGNOSES = (
     "derivative_of_error",
     "missing_activation_derivative",
     "missing_weights_in_chain",
+    # inside a norm or dropout layer (service.core.kind_mistakes.norms, .dropout)
+    "batchnorm_mean_variance_ignored",
+    "variance_bias_mismatch",
+    "layernorm_wrong_axis",
+    "mask_not_applied_in_backward",
+    "dropout_not_rescaled",
     "wrong_layer_input",
     "summed_over_wrong_axis",
     "scaled_by_constant",
     "column_vector_shape",
+    "dgamma_not_reduced",  # a norm's shape mistake (service.grading_shapes_norms)
     # issue 15, conv and pooling: service.grading_shapes_conv, service.core.kind_mistakes.conv
     "dx_still_padded",
     "kernel_flipped",

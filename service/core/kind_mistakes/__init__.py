@@ -44,10 +44,13 @@ class KindMistake:
     linear: bool = True
 
 
-from .conv import CONV_MISTAKES  # noqa: E402  (conv.py builds KindMistake records)
+# each kind's module builds its KindMistakes from the class above
+from .conv import CONV_MISTAKES  # noqa: E402
+from .dropout import DROPOUT_MISTAKES  # noqa: E402
+from .norms import NORM_MISTAKES  # noqa: E402
 
 #: every kind's mistakes, in the order the grader tries them
-KIND_MISTAKES: tuple[KindMistake, ...] = (*CONV_MISTAKES,)
+KIND_MISTAKES: tuple[KindMistake, ...] = (*NORM_MISTAKES, *DROPOUT_MISTAKES, *CONV_MISTAKES)
 
 CODES = tuple(dict.fromkeys(m.code for m in KIND_MISTAKES))
 

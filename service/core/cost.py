@@ -15,7 +15,7 @@ its body until its answer is written:
 - the request's own arrays (float64, 8 bytes a number: inputs, targets,
   parameters, a submission);
 - every layer's kept arrays: z and a from the forward pass; dz, dW and db from
-  each backward pass (the autograder keeps one set per mistaken pass, all at once);
+  each backward pass (the autograder holds the reference's and one mistaken pass's);
 - the temporaries of the largest step: ``SCRATCH`` arrays of (batch, units), the
   most any forward or backward step (activation, loss, a mistake's rule,
   the upstream gradient) holds beside the kept arrays;

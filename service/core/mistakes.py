@@ -89,6 +89,12 @@ def passes_needed(problem: Problem) -> int:
     return 1 + sum(p.passes for p in plan(problem))
 
 
+def reruns_forward(problem: Problem) -> bool:
+    """Whether a mistaken pass of the catalogue reruns the forward pass (a mistake inside a
+    kind's forward): the grader then holds that pass's forward beside the reference's."""
+    return any(p.changes_forward for p in plan(problem))
+
+
 @dataclass(frozen=True)
 class Planned:
     """One mistaken pass to compute: its code, where, and how (``recompute``'s arguments)."""

@@ -23,7 +23,7 @@ from service.core.cost import NetworkShape
 from service.core.exercises import generate
 from service.core.grading_options import UngradableSubmission
 from service.core.limits import check_batch_size, check_request
-from service.core.mistakes import passes_needed
+from service.core.mistakes import passes_needed, reruns_forward
 from service.core.request_costs import exercise_cost, grading_cost
 from service.grading import Grader, Report
 from service.grading_formats import render
@@ -101,7 +101,14 @@ def grade(request: CheckRequest) -> Report | UngradableSubmission:
     net = NetworkShape.of(problem)
     if isinstance(submission, BrokenSubmission):
         # the problem's limits hold whatever the student sent: its own cost, nothing graded
-        cost = grading_cost(net, passes_needed(problem), 0, [], body=http.content_length or 0)
+        cost = grading_cost(
+            net,
+            passes_needed(problem),
+            0,
+            [],
+            body=http.content_length or 0,
+            reruns_forward=reruns_forward(problem),
+        )
         check_request(net, cost, limits())
         ratelimit.meter(cost)
         return ungradable(submission)
@@ -113,6 +120,7 @@ def grade(request: CheckRequest) -> Report | UngradableSubmission:
         submission.fields(),
         request.reveal,
         body=http.content_length or 0,
+        reruns_forward=reruns_forward(problem),
     )
     check_request(net, cost, limits())
     over = over_quota(request)
@@ -215,6 +223,7 @@ def check_batch(request: CheckBatchRequest):
         body=http.content_length or 0,
         submissions=len(request.entries),
         broken=len(request.entries) - len(gradable),
+        reruns_forward=reruns_forward(problem),
     )
     check_request(net, cost, limits())
     ratelimit.meter(cost, expensive=True)  # up to thousands of gradings: always metered

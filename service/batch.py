@@ -1,8 +1,10 @@
 """Grading a whole class: one Grader for the problem, every submission through it in order.
 
-The reference pass and each mistaken pass are computed once, by the first submission
-that needs them (the Grader remembers them), so a class of 1,000 costs one problem's
-passes and 1,000 comparisons, not 1,000 problems.  Each entry's result is what
+The reference pass is computed once; the catalogue of mistaken passes is walked once for
+the whole class after every submission has been compared with the reference, each pass
+compared with every submission's fields still unexplained and freed before the next
+(Grader.together), so a class of 1,000 costs one problem's passes, one of them alive at a
+time, and 1,000 comparisons, not 1,000 problems.  Each entry's result is what
 /v1/check answers for that submission in the format asked (service.grading_formats),
 plus its student; a submission that earned nothing without being graded (broken, or
 over its student's quota) is a grade of 0 that says why, and never fails the batch.
@@ -43,21 +45,32 @@ def grade_class(
     refusal: Callable[[int], str] = str,
 ) -> list[Outcome]:
     """One outcome per entry, in order: graded, broken (naming at most BROKEN_ERRORS of its
-    problems), or over its student's quota (saying when the next check is allowed)."""
-    outcomes = []
-    for entry in entries:
-        deadline.check()
-        started = time.perf_counter()
-        if entry.submission is None:
-            errors, omitted = flatten_messages({"submission": entry.errors}, limit=BROKEN_ERRORS)
-            result: Report | UngradableSubmission = UngradableSubmission(errors, omitted)
-        elif admit is not None and (retry_after := admit(entry.student, entry.assignment)):
-            result = UngradableSubmission.over_quota(refusal(retry_after), retry_after)
-        else:
-            result = grader.grade(entry.submission)
-            metrics.count_diagnoses(r.diagnosis for r in result.results if r.diagnosis)
-        outcomes.append(Outcome(entry.student, result, time.perf_counter() - started))
-    return outcomes
+    problems), or over its student's quota (saying when the next check is allowed).  A
+    graded entry's seconds are its own comparisons and its share of the catalogue's walk."""
+    graded: list[tuple[str, Report | UngradableSubmission, float]] = []
+    with grader.together():
+        for entry in entries:
+            deadline.check()
+            started = time.perf_counter()
+            if entry.submission is None:
+                errors, omitted = flatten_messages(
+                    {"submission": entry.errors}, limit=BROKEN_ERRORS
+                )
+                result: Report | UngradableSubmission = UngradableSubmission(errors, omitted)
+            elif admit is not None and (retry_after := admit(entry.student, entry.assignment)):
+                result = UngradableSubmission.over_quota(refusal(retry_after), retry_after)
+            else:
+                result = grader.grade(entry.submission)  # complete once the block ends
+            graded.append((entry.student, result, time.perf_counter() - started))
+        walk_started = time.perf_counter()
+    reports = [result for _, result, _ in graded if isinstance(result, Report)]
+    share = (time.perf_counter() - walk_started) / max(len(reports), 1)
+    for report in reports:
+        metrics.count_diagnoses(r.diagnosis for r in report.results if r.diagnosis)
+    return [
+        Outcome(student, result, seconds + (share if isinstance(result, Report) else 0.0))
+        for student, result, seconds in graded
+    ]
 
 
 def render_class(outcomes: list[Outcome], options: GradingOptions) -> tuple[dict | str, str]:

@@ -9,6 +9,7 @@ pass, and the catalogue of mistaken ones in ``service.core.mistakes``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -82,8 +83,22 @@ class Report:
         return self.correct / self.checked if self.checked else 1.0
 
 
+@dataclass
+class Waiting:
+    """A failed field whose mistake is not named yet: its result, completed in place once the
+    catalogue has been walked (``Grader.explain``); the loss's layer is -1."""
+
+    result: FieldResult
+    layer: int
+    name: str
+    submitted: np.ndarray | float  # in the expected shape
+    expected: np.ndarray | float
+
+
 class Grader:
-    """Grades one submission against one problem; mistaken passes are computed once, lazily."""
+    """Grades submissions against one problem.  The mistaken passes are computed when a failed
+    field needs them, one at a time, each compared with every field waiting for an
+    explanation and freed before the next: at most one is alive beside the reference."""
 
     def __init__(
         self,
@@ -106,8 +121,8 @@ class Grader:
             request.problem, self._forward, deadline, keep_dx=self.keep_dx
         )
         self.say = Messages(request.problem, self.c)
-        self._variants: list[Variant] = []
-        self._variant_source: Iterator[Variant] | None = None
+        self._waiting: list[Waiting] = []
+        self._together = False
 
     # -- the client's view of a result ------------------------------------------
 
@@ -115,20 +130,17 @@ class Grader:
         return self.request.client_array(result.layers[layer], layer, name)
 
     def mistaken_passes(self) -> Iterator[Variant]:
-        """The catalogue, computed on first use and remembered for the next field."""
-        yield from self._variants
-        if self._variant_source is None:
-            self._variant_source = variants(
-                self.request.problem, self._forward, self.deadline, keep_dx=self.keep_dx
-            )
+        """The catalogue in plan order, each pass computed when asked for and not remembered
+        (the previous one is no longer referenced here when the next is computed)."""
+        source = variants(self.request.problem, self._forward, self.deadline, keep_dx=self.keep_dx)
         while True:
             self.deadline.check()
             with np.errstate(all="ignore"):
-                variant = next(self._variant_source, None)
+                variant = next(source, None)
             if variant is None:
                 return
-            self._variants.append(variant)
             yield variant
+            del variant
 
     # -- grading --------------------------------------------------------------
 
@@ -140,21 +152,85 @@ class Grader:
             for name in FIELD_ORDER:
                 if fields and name in fields:
                     report.results.append(self.grade_field(i, name, fields[name]))
+        if not self._together:
+            self.explain()
         return report
 
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """Grade several submissions (a class: service.batch) with one walk of the catalogue:
+        the reports graded inside the block are complete when it ends."""
+        self._together = True
+        try:
+            yield
+        except BaseException:
+            self._waiting.clear()
+            raise
+        finally:
+            self._together = False
+        self.explain()
+
+    def explain(self) -> None:
+        """Name the mistake of every failed field waiting.  The catalogue is walked once, in
+        plan order; each mistaken pass is compared with every field not yet explained, and
+        the first that explains a field is its diagnosis, as if each field walked the
+        catalogue alone.  The walk stops once every field is explained; the fields left get
+        the mistakes found from the reference pass alone."""
+        waiting, self._waiting = self._waiting, []
+        if not waiting:
+            return
+        passes = self.mistaken_passes()
+        for variant in passes:
+            differs: dict[tuple[int, str], bool] = {}  # a field's pass value is not the right one
+            waiting = [w for w in waiting if not self._explained_by(variant, w, differs)]
+            del variant  # freed before the next pass is computed
+            if not waiting:
+                break
+        passes.close()
+        for w in waiting:
+            self._from_reference(w)
+
+    def _explained_by(self, variant: Variant, w: Waiting, differs: dict) -> bool:
+        """Whether this mistaken pass gives the submitted values (and not the right ones); if
+        so, the field's result names it."""
+        if w.name == "loss":
+            wrong = variant.result.loss
+            if self.tolerance.close(wrong, w.expected) or not self.tolerance.close(
+                w.submitted, wrong
+            ):
+                return False
+            if variant.code in SCALE_CODES:
+                message = self.say.scale("loss", variant)
+            else:
+                message = self.say.variant("loss", -1, variant, "loss")
+            self._diagnosed(w.result, variant.code, message)
+            return True
+        wrong = self.value(variant.result, w.layer, w.name)
+        key = (w.layer, w.name)
+        if key not in differs:
+            differs[key] = not self.tolerance.close(wrong, w.expected)
+        if not differs[key] or not self.tolerance.close(w.submitted, wrong):
+            return False
+        w.result.mistake_layers = variant.layers
+        message = self._variant_message(w.result.field, w.layer, w.name, variant)
+        self._diagnosed(w.result, variant.code, message)
+        return True
+
+    def _from_reference(self, w: Waiting) -> FieldResult:
+        """The mistakes found from the reference pass alone, for a field no pass explains."""
+        if w.name == "loss":
+            return self._loss_from_reference(w.result, w.submitted, w.expected)
+        return self._field_from_reference(w)
+
     def grade_loss(self, submitted: float) -> FieldResult:
+        """The loss against the reference; a wrong one waits for ``explain``."""
         expected = self.reference.loss
         result = self._result("loss", np.float64(submitted), np.float64(expected))
-        if result.passed:
-            return result
-        for variant in self.mistaken_passes():
-            wrong = variant.result.loss
-            if not self.tolerance.close(wrong, expected) and self.tolerance.close(submitted, wrong):
-                if variant.code in SCALE_CODES:
-                    message = self.say.scale("loss", variant)
-                else:
-                    message = self.say.variant("loss", -1, variant, "loss")
-                return self._diagnosed(result, variant.code, message)
+        if not result.passed:
+            self._waiting.append(Waiting(result, -1, "loss", submitted, expected))
+        return result
+
+    def _loss_from_reference(self, result: FieldResult, submitted, expected) -> FieldResult:
         k = submitted / expected if expected else None
         if k is not None and _recognisable(k) and self.tolerance.close(submitted, k * expected):
             message = self.say.scaled("loss", k, None, "loss", ())
@@ -177,13 +253,12 @@ class Grader:
                     f"{'is' if sent != 'biases' else 'are'} {shape_text(expected.shape)}."
                 )
             return result
-        for variant in self.mistaken_passes():
-            wrong = self.value(variant.result, layer, name)
-            if not self.tolerance.close(wrong, expected) and self.tolerance.close(aligned, wrong):
-                result.mistake_layers = variant.layers
-                return self._diagnosed(
-                    result, variant.code, self._variant_message(path, layer, name, variant)
-                )
+        self._waiting.append(Waiting(result, layer, name, aligned, expected))
+        return result
+
+    def _field_from_reference(self, w: Waiting) -> FieldResult:
+        result, layer, name, aligned, expected = w.result, w.layer, w.name, w.submitted, w.expected
+        path = result.field
         if name == "dW":
             which = self._wrong_input(layer, aligned, expected)
             if which is not None:

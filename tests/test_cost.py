@@ -22,9 +22,9 @@ from service.config import Config
 from service.core.cost import LAYER_COSTS, NetworkShape, dense_shape
 from service.core.layers import KINDS
 from service.core.problem import Problem, dense_layer
-from service.core.request_costs import gradients_cost
+from service.core.request_costs import COMPARE_FLOPS, gradients_cost, grading_cost
 from service.routes import autograder
-from tests.memory_cases import network, thin_wide
+from tests.memory_cases import LIMIT, estimate, network, thin_wide
 
 MiB = 2**20
 
@@ -86,15 +86,39 @@ def test_without_an_answer_to_write_the_activations_are_what_is_named(client):
     ]
 
 
-def test_the_grader_is_priced_with_every_mistaken_pass_it_may_hold(client):
+def test_the_grader_is_priced_with_every_mistaken_pass_it_computes_and_the_one_it_holds(client):
     sizes = [8, 256, 256, 2]
     body = network(sizes, 4000, ["sigmoid", "sigmoid", "sigmoid"], loss="bce")
     assert client.post("/v1/gradients", json=body).status_code == 200  # one pass fits
     submission = {"layers": [None, None, {"db": [0.0, 0.0]}]}
-    problem, _, _ = refusal(client, "/v1/check", body | {"submission": submission})
-    message = problem["errors"]["_request"][0]
-    assert "kept for each of 42 backward passes" in message  # issue 13: 1/N placements
-    assert "GRADIENT_MAX_REQUEST_BYTES" in message
+    check = body | {"submission": submission}
+    # its memory: the reference and the one mistaken pass alive beside it
+    cost = estimate(client, "/v1/check", orjson.dumps(check))
+    kept = [part.what for part in cost.parts if "activations and gradients" in part.what]
+    assert kept and all(what.endswith("kept for each of 2 backward passes)") for what in kept)
+    assert cost.bytes <= LIMIT  # fits; with all 42 passes held it did not
+    # its work: all 42 passes (issue 13: 1/N placements), each compared with the submission
+    net = NetworkShape.of_sizes(4000, sizes, ["sigmoid"] * 3)
+    flops = 42 * net.flops() + COMPARE_FLOPS * 2 * 42
+    problem, _, _ = refusal(client, "/v1/check", check)
+    assert problem["errors"]["_request"] == [
+        f"the forward and backward pass need about {flops:,} floating-point operations, over "
+        "this service's limit of 20,000,000,000 (GRADIENT_MAX_FLOPS); send a smaller batch or "
+        "network."
+    ]
+
+
+def test_the_grader_keeps_two_passes_dx_and_a_rerun_forward_only_if_a_mistake_needs_one():
+    net = NetworkShape.of_sizes(100, [30, 20, 5], ["tanh", "identity"])
+    plain = grading_cost(net, 42, 0, [(0, "dW")])
+    rerun = grading_cost(net, 42, 0, [(0, "dW")], reruns_forward=True)
+    with_dx = grading_cost(net, 42, 0, [(0, "dx")])
+
+    (dx,) = [part for part in with_dx.parts if "dx" in part.what]
+    assert dx.what == "every layer's dx, kept by 2 passes at a time"
+    assert dx.bytes == 8 * 2 * 100 * (30 + 20)
+    assert rerun.bytes - plain.bytes == 8 * sum(cost.kept for cost in net.costs())
+    assert plain.flops == rerun.flops == with_dx.flops == 42 * net.flops()
 
 
 def test_a_neuron_with_millions_of_inputs_is_refused_naming_its_answer(client):

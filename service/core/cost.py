@@ -15,7 +15,7 @@ its body until its answer is written:
 - the request's own arrays (float64, 8 bytes a number: inputs, targets,
   parameters, a submission);
 - every layer's kept arrays: z and a from the forward pass; dz, dW and db from
-  each backward pass (the autograder keeps one set per mistaken pass, all at once);
+  each backward pass (the autograder holds the reference's and one mistaken pass's);
 - the temporaries of the largest step: ``SCRATCH`` arrays of (batch, units), the
   most any forward or backward step (activation, loss, a mistake's rule,
   the upstream gradient) holds beside the kept arrays;
@@ -226,18 +226,13 @@ def read_part(body: int) -> Part:
     )
 
 
-def passes_parts(net: NetworkShape, passes: int = 1, reruns: int = 0) -> list[Part]:
-    """Every layer's kept arrays, and the largest step's temporaries (loss included).
-
-    ``passes`` counts a forward rerun as one more pass (its work); ``reruns`` of them hold
-    their own z and a (``kept``) besides their gradients, instead of a second pass's."""
+def passes_parts(net: NetworkShape, passes: int = 1) -> list[Part]:
+    """Every layer's kept arrays, and the largest step's temporaries (loss included)."""
     over = f", kept for each of {passes} backward passes" if passes > 1 else ""
-    if reruns:
-        over += f", z and a for each of {reruns} forward reruns"
     parts = [
         Part(
             f"layer {i}'s activations and gradients (z, a, dz: {cost.what}{over})",
-            NUMBER * ((1 + reruns) * cost.kept + (passes - reruns) * cost.gradients),
+            NUMBER * (cost.kept + passes * cost.gradients),
             SMALLER,
         )
         for i, cost in enumerate(net.costs())

@@ -91,11 +91,10 @@ def passes_needed(problem: Problem) -> int:
     return 1 + len(planned) + len({p.kind_of for p in planned if p.changes_forward})
 
 
-def reruns_needed(problem: Problem) -> int:
-    """The mistaken passes that rerun the forward pass: each holds its own z and a of every
-    layer besides its dz and gradients (the others share the reference's), which the
-    memory estimate counts (service.core.cost.passes_parts)."""
-    return sum(p.changes_forward for p in plan(problem))
+def reruns_forward(problem: Problem) -> bool:
+    """Whether a mistaken pass of the catalogue reruns the forward pass (a mistake inside a
+    kind's forward): the grader then holds that pass's forward beside the reference's."""
+    return any(p.changes_forward for p in plan(problem))
 
 
 @dataclass(frozen=True)
@@ -152,11 +151,14 @@ def _kind_plan(problem: Problem) -> list[Planned]:
     """The mistakes made inside a layer kind, in every layer of that kind alone, then in
     all of them (service.core.kind_mistakes)."""
     planned = []
+    flat = _flat_inputs(problem)
     for mistake in KIND_MISTAKES:
         layers = [
             i
             for i, layer in enumerate(problem.layers)
-            if layer.kind == mistake.kind and mistake.applies(layer)
+            if layer.kind == mistake.kind
+            and mistake.applies(layer)
+            and (mistake.takes == "any" or flat[i])
         ]
         for scope in _scopes(layers):
             kind_of = _student_kinds(scope, mistake)  # one per scope: its forward is shared
@@ -172,6 +174,16 @@ def _kind_plan(problem: Problem) -> list[Planned]:
                     )
                 )
     return planned
+
+
+def _flat_inputs(problem: Problem) -> list[bool]:
+    """Whether each layer's input is (batch, n) rows: images stay images until a flatten."""
+    flat, ndim = [], problem.inputs.ndim
+    for layer in problem.layers:
+        flat.append(ndim == 2)
+        if layer.kind == "flatten":
+            ndim = 2
+    return flat
 
 
 def _student_kinds(scope: tuple[int, ...], mistake: KindMistake) -> KindOf:

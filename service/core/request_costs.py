@@ -117,6 +117,35 @@ def field_shape(net: NetworkShape, layer: int, name: str) -> Shape:
     return shape.parameters[min(GRADIENT_ORDER.index(name) % 2, len(shape.parameters) - 1)]
 
 
+def grading_passes_parts(
+    net: NetworkShape, passes: int, reruns_forward: bool = False, keep_dx: bool = False
+) -> list[Part]:
+    """What the grader's passes hold at its peak: the reference pass and the one mistaken pass
+    alive beside it (service.grading walks the catalogue once and frees each pass before the
+    next is computed), whatever the catalogue's length; with ``reruns_forward`` (a mistake
+    inside a layer kind's forward), that pass's own forward; with ``keep_dx``, both passes'
+    dx of every layer."""
+    alive = min(passes, 2)
+    parts = passes_parts(net, alive)
+    if reruns_forward:
+        parts.append(
+            Part(
+                "a mistaken pass's own forward pass (a mistake inside a layer's forward)",
+                NUMBER * sum(cost.kept for cost in net.costs()),
+                SMALLER,
+            )
+        )
+    if keep_dx:
+        parts.append(
+            Part(
+                f"every layer's dx, kept by {alive} passes at a time",
+                NUMBER * alive * net.batch * sum(layer.n_in for layer in net.layers),
+                "leave dx out of the submission, or send a smaller batch",
+            )
+        )
+    return parts
+
+
 def grading_cost(
     net: NetworkShape,
     passes: int,
@@ -126,31 +155,24 @@ def grading_cost(
     body: int = 0,
     submissions: int = 1,
     broken: int = 0,
-    reruns: int = 0,
+    reruns_forward: bool = False,
 ) -> Cost:
-    """POST /v1/check: the reference pass and every mistaken pass, held at once (the grader
-    remembers each for the next field), and the comparisons of the largest field.
-    ``reruns``: the passes among them that rerun the forward pass (their own z and a).
+    """POST /v1/check: the reference pass and one mistaken pass at a time (``passes`` counts
+    them all, the reference's included: their FLOPs), and the comparisons of the largest field.
 
     POST /v1/check/batch is the same with ``submissions`` graded by one grader: ``submitted``
     and ``fields`` are every submission's, all held at once (parsed together), the passes
-    still computed once; each answer adds its own text, a ``broken`` one up to
-    BROKEN_ERRORS messages.  Every submitted number is compared with the reference and, at
+    still computed once and one at a time; each answer adds its own text, a ``broken`` one up
+    to BROKEN_ERRORS messages.  Every submitted number is compared with the reference and, at
     worst, with each mistaken pass.
     """
     shapes = [field_shape(net, layer, name) for layer, name in fields]
     largest = max((prod(shape) for shape in shapes), default=1)
-    if any(name == "dx" for _, name in fields):
-        kept_dx = NUMBER * passes * net.batch * sum(layer.n_in for layer in net.layers)
-        fix = "leave dx out of the submission, or send a smaller batch"
-        dx_part = [Part(f"every layer's dx, kept for each of {passes} passes", kept_dx, fix)]
-    else:
-        dx_part = []
+    keep_dx = any(name == "dx" for _, name in fields)
     parts = [
-        *dx_part,
         read_part(body),
         held(net.elements() + submitted, "the problem's and the submission's arrays"),
-        *passes_parts(net, passes, reruns),
+        *grading_passes_parts(net, passes, reruns_forward, keep_dx),
         Part(
             "comparing the largest submitted field with its expected values",
             NUMBER * SCRATCH * largest,

@@ -33,7 +33,7 @@ from service.core.exercise_layers import (
 from service.core.exercises import generate
 from service.core.grading_options import UngradableSubmission
 from service.core.limits import check_batch_size, check_request
-from service.core.mistakes import passes_needed, reruns_needed
+from service.core.mistakes import passes_needed, reruns_forward
 from service.core.request_costs import exercise_cost, grading_cost
 from service.grading import Grader, Report
 from service.grading_formats import render
@@ -117,7 +117,7 @@ def grade(request: CheckRequest) -> Report | UngradableSubmission:
             0,
             [],
             body=http.content_length or 0,
-            reruns=reruns_needed(problem),
+            reruns_forward=reruns_forward(problem),
         )
         check_request(net, cost, limits())
         ratelimit.meter(cost)
@@ -130,7 +130,7 @@ def grade(request: CheckRequest) -> Report | UngradableSubmission:
         submission.fields(),
         request.reveal,
         body=http.content_length or 0,
-        reruns=reruns_needed(problem),
+        reruns_forward=reruns_forward(problem),
     )
     check_request(net, cost, limits())
     over = over_quota(request)
@@ -233,7 +233,7 @@ def check_batch(request: CheckBatchRequest):
         body=http.content_length or 0,
         submissions=len(request.entries),
         broken=len(request.entries) - len(gradable),
-        reruns=reruns_needed(problem),
+        reruns_forward=reruns_forward(problem),
     )
     check_request(net, cost, limits())
     ratelimit.meter(cost, expensive=True)  # up to thousands of gradings: always metered

@@ -42,6 +42,10 @@ class KindMistake:
     changes_forward: bool = False
     #: linear in dL/da: the reduction's 1/N inside dL/da or on dz gives the same numbers
     linear: bool = True
+    #: the data it is written for: "flat" (batch, n) rows only (its formulas and words are
+    #: the 2-D course functions', so a spatial batchnorm or dropout on images is not tried),
+    #: or "any"
+    takes: str = "any"
 
 
 # each kind's module builds its KindMistakes from the class above

@@ -103,6 +103,7 @@ DROPOUT_MISTAKES = (
         _unmasked(divide=True),
         explain_mask_not_applied,
         applies=_drops,
+        takes="flat",
     ),
     KindMistake(
         "mask_not_applied_in_backward",
@@ -110,9 +111,15 @@ DROPOUT_MISTAKES = (
         _unmasked(divide=False),
         explain_mask_not_applied,
         applies=_drops,
+        takes="flat",
     ),
     KindMistake(
-        "dropout_not_rescaled", "dropout", unscaled_backward, explain_not_rescaled, applies=_drops
+        "dropout_not_rescaled",
+        "dropout",
+        unscaled_backward,
+        explain_not_rescaled,
+        applies=_drops,
+        takes="flat",
     ),
     KindMistake(
         "dropout_not_rescaled",
@@ -120,6 +127,7 @@ DROPOUT_MISTAKES = (
         unscaled_throughout,
         explain_not_rescaled,
         applies=_drops,
+        takes="flat",
         changes_forward=True,
     ),
 )

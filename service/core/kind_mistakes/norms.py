@@ -172,6 +172,7 @@ NORM_MISTAKES = (
         ignores_batch_statistics,
         explain_ignored_statistics,
         applies=_train,
+        takes="flat",
     ),
     KindMistake(
         "variance_bias_mismatch",
@@ -179,6 +180,7 @@ NORM_MISTAKES = (
         other_variance_in_backward,
         explain_variance,
         applies=_train,
+        takes="flat",
     ),
     KindMistake(
         "variance_bias_mismatch",
@@ -186,6 +188,7 @@ NORM_MISTAKES = (
         other_variance_throughout,
         explain_variance,
         applies=_train,
+        takes="flat",
         changes_forward=True,
     ),
     KindMistake(
@@ -194,5 +197,6 @@ NORM_MISTAKES = (
         batch_statistics_in_layernorm,
         explain_wrong_axis,
         changes_forward=True,
+        takes="flat",
     ),
 )

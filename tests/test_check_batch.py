@@ -185,7 +185,7 @@ def test_a_broken_submission_with_many_problems_names_at_most_ten(client):
 def test_the_reference_and_every_mistaken_pass_are_computed_once_for_the_class(
     client, right, monkeypatch
 ):
-    import service.grading as grading
+    import service.grading.grader as grading
 
     forwards, passes = [], []
     real_forward, real_variants = grading.forward, grading.variants
@@ -245,7 +245,7 @@ def test_the_setting_is_read_from_the_environment_and_bounded(monkeypatch):
 
 
 def test_the_whole_batch_is_priced_before_anything_runs(right, monkeypatch):
-    import service.grading as grading
+    import service.grading.grader as grading
 
     monkeypatch.setattr(grading, "forward", lambda *a, **k: pytest.fail("computed"))
     # one submission's answer fits in 1 MiB; 1,000 of them (about 2 KiB a field) do not

@@ -27,6 +27,7 @@ from schemas import CheckRequestSchema
 from service.core.mistakes import plan
 from service.core.submission import Submission, Tolerance
 from service.grading import Grader
+from service.grading.reference import param_scale
 
 BATCH, N_IN, HIDDEN, N_OUT = 5, 3, 4, 2
 EPS = 1e-5
@@ -405,8 +406,8 @@ def new_messages(request: dict, kind: str) -> list[tuple[str, str, str]]:
     ]
     if kind != "dropout":
         dz = grader.reference.layers[1].dz
-        x_hat = grader._forward.caches[1][0]
-        scale = grader._param_scale()
+        x_hat = grader.fwd.caches[1][0]
+        scale = param_scale(grader)
         rows = {"dgamma": scale * dz * x_hat, "dbeta": scale * dz}
         laid_out = {n: grader.request.convention.data(v, back=True) for n, v in rows.items()}
         submissions.append(Submission(loss=None, layers=(None, laid_out, None)))

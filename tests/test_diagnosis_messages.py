@@ -23,6 +23,7 @@ import pytest
 from schemas import CheckRequestSchema
 from service.core.submission import Submission, Tolerance
 from service.grading import Grader
+from service.grading.reference import l2_term, param_scale
 
 SNIPPET = re.compile(r"`([^`]+)`")
 FIX = re.compile(r" Fix(?: in layer (\d+))?: `([^`]+)`\.$")
@@ -225,13 +226,13 @@ def messages(body: dict) -> list[tuple[str, int, str, str]]:
         broken.append((i, {n: 0.5 * layer[n] for n in ("dz", "dx", "dW", "db")}))
         units = 0 if grader.c.samples_are_columns else 1
         per_sample = grader.request.problem.dz_scale == "per_sample"
-        scale = grader._param_scale() if per_sample else 1.0
+        scale = param_scale(grader) if per_sample else 1.0
         broken.append((i, {"db": scale * dz.sum(axis=units)}))  # summed over the units
         n_in = grader.request.problem.inputs.shape[1]
-        other = [out for out in grader._forward.outs if out.shape[1] == n_in]
+        other = [out for out in grader.fwd.outs if out.shape[1] == n_in]
         if i == 0 and other:  # an activation of the inputs' width: dW from the wrong layer
             wrong = scale * (other[0].T @ reference.layers[0].dz)
-            l2 = grader._l2_term(0)
+            l2 = l2_term(grader, 0)
             wrong = grader.request.to_client(wrong, grader.request.layouts[0]["dW"])
             broken.append((0, {"dW": wrong if l2 is None else wrong + l2}))
         if db.ndim == 2 and db.shape[0] == 1:

@@ -157,7 +157,7 @@ def test_one_mistaken_pass_is_alive_at_a_time(monkeypatch):
     has been computed no earlier one is still referenced."""
     import weakref
 
-    import service.grading as grading
+    import service.grading.grader as grading
 
     real, alive, computed = grading.variants, [], []
 
@@ -180,7 +180,7 @@ def test_one_mistaken_pass_is_alive_at_a_time(monkeypatch):
 
 
 def test_the_walk_stops_once_every_failed_field_is_explained(monkeypatch):
-    import service.grading as grading
+    import service.grading.grader as grading
 
     grader = grader_for(SPECS[0])
     passes = list(grader.mistaken_passes())

@@ -42,8 +42,8 @@ DIAGNOSES = (
     "summed_over_wrong_axis",
     "scaled_by_constant",
     "column_vector_shape",
-    "dgamma_not_reduced",  # a norm's shape mistake (service.grading_shapes_norms)
-    # issue 15, conv and pooling: service.grading_shapes_conv, service.core.kind_mistakes.conv
+    "dgamma_not_reduced",  # a norm's shape mistake (service.grading.shapes_norms)
+    # issue 15, conv and pooling: service.grading.shapes_conv, service.core.kind_mistakes.conv
     "dx_still_padded",
     "kernel_flipped",
     "stride_ignored_in_backward",

@@ -25,7 +25,7 @@ service.core.mistakes in each layer of its kind alone, then in all of them:
 
 No one line of NumPy fixes a loop over windows, so the messages say the fix in words
 (no backticks).  A conv dx that still has its padding changes the shape: it is
-service.grading_shapes_conv's.
+service.grading.shapes_conv's.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ its words.  In the order the grader tries them:
   transpose this is it).  Forward and backward.
 
 The wrong-shape mistake (dgamma or dbeta not summed over the batch) is recognised from
-its shape: service.grading_shapes_norms.
+its shape: service.grading.shapes_norms.
 
 Every backticked statement is NumPy over the student's names for the layer: ``a_prev``
 (the layer's input, x), ``gamma``, ``dz`` (dL/d(the layer's output), CS231n's dout),

@@ -15,6 +15,8 @@ import numpy as np
 from service.core.formulas import fix
 from service.core.shapes import shape_text
 
+from .reference import param_scale
+
 #: the normalised input x_hat is the first thing both norms' forward caches
 X_HAT = 0
 
@@ -22,7 +24,7 @@ X_HAT = 0
 def _per_sample_terms(grader, layer: int, name: str) -> np.ndarray:
     """dout * x_hat (dgamma) or dout (dbeta), one row per sample, canonical."""
     dz = grader.reference.layers[layer].dz
-    return dz * grader._forward.caches[layer][X_HAT] if name == "dgamma" else dz
+    return dz * grader.fwd.caches[layer][X_HAT] if name == "dgamma" else dz
 
 
 def _matcher(name: str):
@@ -35,7 +37,7 @@ def _matcher(name: str):
         terms = grader.request.convention.data(_per_sample_terms(grader, layer, name), back=True)
         return any(
             grader.tolerance.close(submitted, scale * terms)
-            for scale in dict.fromkeys((grader._param_scale(), 1.0))
+            for scale in dict.fromkeys((param_scale(grader), 1.0))
         )
 
     return matches
@@ -61,7 +63,7 @@ def _explainer(name: str):
     return explain
 
 
-#: service.grading_shapes.ShapeMistake's fields: (code, kind, field, matches, explain)
+#: service.grading.shapes.ShapeMistake's fields: (code, kind, field, matches, explain)
 NORM_SHAPE_MISTAKES = tuple(
     ("dgamma_not_reduced", kind, name, _matcher(name), _explainer(name))
     for kind in ("batchnorm", "layernorm")

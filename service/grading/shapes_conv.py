@@ -5,8 +5,8 @@ The course loops accumulate dx into the padded input's gradient (CS231n's ``dx_p
 (N, C, H + 2 ph, W + 2 pw) in NCHW, (N, H + 2 ph, W + 2 pw, C) in NHWC, whose interior is
 the right dx.  The grader (service.grading) tries it before "wrong_shape".
 
-service.grading_shapes makes the ShapeMistake record of each entry (this module does not
-import it: two top-level modules may not import each other, tests/test_architecture.py).
+service.grading.shapes makes the ShapeMistake record of each entry (this module does not
+import it: shapes imports this one).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from service.core.formulas import fix
 from service.core.shapes import shape_text
 
 #: service.grading.Grader (not imported: the grader imports this module, through
-#: service.grading_shapes): the matcher reads its request, tolerance and convention
+#: service.grading.shapes): the matcher reads its request, tolerance and convention
 Grader = Any
 
 
@@ -75,5 +75,5 @@ def explain_padded(grader: Grader, path: str, layer: int, got: tuple, want: tupl
     )
 
 
-#: (code, kind, field, matches, explain): service.grading_shapes.ShapeMistake's fields
+#: (code, kind, field, matches, explain): service.grading.shapes.ShapeMistake's fields
 CONV_SHAPE_MISTAKES = (("dx_still_padded", "conv2d", "dx", still_padded, explain_padded),)

@@ -227,6 +227,76 @@ def test_every_sample_reaching_a_layernorm_is_spread_over_its_features(client, s
     assert np.min(relu_out.var(axis=1)) >= MIN_VARIANCE
 
 
+def image_activations(answer: dict, i: int, layout: str) -> np.ndarray:
+    """Layer i's answered output as canonical (N, C, H, W) images."""
+    a = np.asarray(answer["solution"]["layers"][i]["a"])
+    return a if layout == "NCHW" else a.transpose(0, 3, 1, 2)
+
+
+def group_variances(images: np.ndarray, groups: int) -> np.ndarray:
+    """(N, G): each sample's groups' variances, as a groupnorm sees them."""
+    return images.reshape(images.shape[0], groups, -1).var(axis=2)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_every_channel_reaching_a_train_spatial_batchnorm_is_spread(client, layout, seed):
+    """32 relu 1x1 filters over 2 images of 2x2: unconditioned, some channel is dead on every
+    pixel of both images in each of these seeds; its filter is redrawn."""
+    layers = [
+        {"type": "conv2d", "filters": 32, "size": 1, "activation": "relu"},
+        {"type": "batchnorm"},
+        {"type": "flatten"},
+        {"units": 3, "activation": "softmax"},
+    ]
+    request = image_body(layers, layout, seed=seed, image_shape=[2, 2, 2], batch_size=2)
+    answer = client.post("/v1/exercises", json=request | {"decimals": 2}).get_json()
+    channels = image_activations(answer, 0, layout).var(axis=(0, 2, 3))
+    assert np.min(channels) >= MIN_VARIANCE
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_input_channel_reaching_a_train_spatial_batchnorm_is_spread(client, seed):
+    """One image of 1x2 pixels rounded to whole numbers: a channel's two pixels are often
+    equal (unconditioned, in 3 of these 6 seeds); that channel is redrawn."""
+    layers = [{"type": "batchnorm"}, {"type": "flatten"}, {"units": 3, "activation": "softmax"}]
+    request = image_body(layers, "NCHW", seed=seed, image_shape=[4, 1, 2], batch_size=1)
+    answer = client.post("/v1/exercises", json=request | {"decimals": 0}).get_json()
+    inputs = np.asarray(answer["problem"]["inputs"])
+    assert np.min(inputs.var(axis=(0, 2, 3))) >= MIN_VARIANCE
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_every_group_reaching_a_groupnorm_is_spread(client, layout, seed):
+    """Instance norm (G = C) of 8 relu 3x3 filters over images of 3x3: unconditioned, a
+    channel is dead over a whole image in most seeds; its filter (or the image) is redrawn."""
+    layers = [
+        {"type": "conv2d", "filters": 8, "size": 3, "pad": 1, "activation": "relu"},
+        {"type": "groupnorm", "groups": 8},
+        {"type": "flatten"},
+        {"units": 3, "activation": "softmax"},
+    ]
+    request = image_body(layers, layout, seed=seed, image_shape=[2, 3, 3], decimals=2)
+    answer = client.post("/v1/exercises", json=request | {"batch_size": 4}).get_json()
+    assert np.min(group_variances(image_activations(answer, 0, layout), 8)) >= MIN_VARIANCE
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_input_group_reaching_a_groupnorm_is_spread(client, seed):
+    """Groups of 2 numbers rounded to 1 decimal: unconditioned, a sample of seed 1 has a
+    group of two equal numbers; that sample is redrawn."""
+    layers = [
+        {"type": "groupnorm", "groups": 2},
+        {"type": "flatten"},
+        {"units": 3, "activation": "softmax"},
+    ]
+    request = image_body(layers, "NCHW", seed=seed, image_shape=[2, 1, 2], batch_size=4)
+    answer = client.post("/v1/exercises", json=request | {"decimals": 1}).get_json()
+    inputs = np.asarray(answer["problem"]["inputs"])
+    assert np.min(group_variances(inputs, 2)) >= MIN_VARIANCE
+
+
 @pytest.mark.parametrize("targets", ["labels", "dense"])
 def test_class_targets_cover_every_class(client, targets):
     layers = [{"units": 5, "activation": "softmax"}]
@@ -700,13 +770,20 @@ def test_a_layered_exercise_holds_less_than_its_estimate(n_in, layers, batch):
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_an_image_exercise_holds_less_than_its_estimate(layout):
+@pytest.mark.parametrize("norms", [False, True], ids=["conv_pool", "with_norms_and_dropout"])
+def test_an_image_exercise_holds_less_than_its_estimate(layout, norms):
     layers = [
         {"type": "conv2d", "filters": 16, "size": 3, "pad": 1, "activation": "relu"},
         {"type": "maxpool2d", "pool": 2},
         {"type": "flatten"},
         {"units": 10, "activation": "softmax"},
     ]
+    if norms:  # every image kind, conditioned (the generator's passes are priced)
+        layers[1:1] = [
+            {"type": "batchnorm", "running": True, "activation": "relu"},
+            {"type": "dropout", "keep_prob": 0.8},
+            {"type": "groupnorm", "groups": 4, "activation": "relu"},
+        ]
     request = body(layers, n_in=None, image_shape=[3, 32, 32], layout=layout, batch_size=16)
     assert_held_within_estimate(request)
 
@@ -746,6 +823,21 @@ def random_spec(rng: np.random.Generator) -> dict:
                 }
             else:
                 layer = {"type": str(kind), "pool": int(rng.integers(1, 4))}
+            layers.append(layer)
+        for _ in range(rng.integers(0, 3)):  # the kinds that take images and rows, groupnorm
+            kind = rng.choice(["batchnorm", "groupnorm", "dropout"])
+            if kind == "batchnorm":
+                layer = {
+                    "type": "batchnorm",
+                    "mode": str(rng.choice(["train", "eval"])),
+                    "variance": str(rng.choice(["biased", "unbiased"])),
+                    "running": bool(rng.integers(2)),
+                }
+            elif kind == "groupnorm":  # G often does not divide C (refused)
+                layer = {"type": "groupnorm", "groups": int(rng.integers(1, 4))}
+            else:
+                layer = {"type": "dropout", "keep_prob": float(rng.choice([0.5, 0.8, 1.0]))}
+            layer["activation"] = str(rng.choice(activations[:4]))
             layers.append(layer)
         layers.append({"type": "flatten"})
     for _ in range(rng.integers(0, 4)):

@@ -235,9 +235,11 @@ def _trains(layer: Layer) -> bool:
 
 def generation_passes(spec: LayeredSpec) -> int:
     """Forward passes the generator runs at most: one as it draws, and BUDGET more below
-    each norm (the redrawn units, samples or dropout seeds never add up to more).  The cost
-    model prices them as whole passes of the network."""
-    return 1 + BUDGET * sum(layer.kind in NORMS for layer in spec.layers)
+    each norm (the redrawn units, filters, samples or dropout seeds never add up to more),
+    twice for a groupnorm (its convolution's filters, then its samples).  The cost model
+    prices them as whole passes of the network."""
+    norms = sum((layer.kind in NORMS) + (layer.kind == "groupnorm") for layer in spec.layers)
+    return 1 + BUDGET * norms
 
 
 def _activate(layer: Layer, z: Array) -> Array:
@@ -260,14 +262,27 @@ def _drawn_and_conditioned(
     """One layer drawn, and its output; redrawn while a train-mode batchnorm next would see
     a feature (a channel) nearly constant over the batch (see the module's docstring): a
     dense layer's offending units, a convolution's offending filters (at most BUDGET times
-    as many as it has), a dropout's seed (at most once)."""
+    as many as it has), a dropout's seed (at most once).  Below a groupnorm, a convolution's
+    filters whose channel is nearly constant in a sample in which its group is (a filter
+    dead there; the samples still nearly constant are then redrawn, generate_layered)."""
     layer = _draw(rng, rounded, spec, x.shape[1:], whole)
     out = _forward(layer, x)
-    redrawn = ("dense", "conv2d", "dropout")
-    if following is None or not following.spreads(0) or spec.kind not in redrawn:
+    if following is None or spec.kind not in ("dense", "conv2d", "dropout"):
+        return layer, out
+    if following.spreads(0):
+
+        def culprits(out: Array) -> Array:
+            return tiny(out, 0)
+
+    elif following.kind == "groupnorm" and spec.kind == "conv2d":
+
+        def culprits(out: Array) -> Array:
+            return _dead_in_tiny_groups(out, following.groups)
+
+    else:
         return layer, out
     if spec.kind == "dropout":
-        if tiny(out, 0).size:
+        if culprits(out).size:
             layer = _draw(rng, rounded, spec, x.shape[1:], whole)
             out = _forward(layer, x)
         return layer, out
@@ -275,7 +290,7 @@ def _drawn_and_conditioned(
     params = {name: value.copy() for name, value in layer.params.items()}
     budget = BUDGET * spec.units
     for _ in range(REDRAWS):
-        bad = tiny(out, 0)[:budget]
+        bad = culprits(out)[:budget]
         if not bad.size or (not elementwise and budget < spec.units):
             break
         budget -= bad.size if elementwise else spec.units
@@ -297,6 +312,16 @@ def _drawn_and_conditioned(
                 z += fresh.params["biases"]
             out[:, bad] = _activate(layer, z)
     return layer, out
+
+
+def _dead_in_tiny_groups(out: Array, groups: int) -> Array:
+    """The channels of (N, C, H, W) images that are nearly constant in a sample in which
+    their group (of ``groups`` groups of contiguous channels) is nearly constant."""
+    n, channels = out.shape[:2]
+    tiny_groups = out.reshape(n, groups, -1).var(axis=2) < MIN_VARIANCE  # (N, G)
+    flat_channels = out.reshape(n, channels, -1).var(axis=2) < MIN_VARIANCE  # (N, C)
+    in_tiny_group = np.repeat(tiny_groups, channels // groups, axis=1)
+    return np.flatnonzero((in_tiny_group & flat_channels).any(axis=0))
 
 
 def _draw(

@@ -18,8 +18,10 @@ times, deterministically.  A sample whose features reach a layernorm nearly alik
 (two relu units both 0) has its inputs' row redrawn and the layers below replayed.
 On images the same, per channel and per group: a channel reaching a train-mode spatial
 batchnorm nearly constant over N, H and W has its convolution's filter (or the inputs'
-channel, or the dropout's seed) redrawn; a sample one of whose groups reaches a groupnorm
-nearly constant has its input image redrawn and replayed.
+channel, or the dropout's seed) redrawn; a group reaching a groupnorm nearly constant in a
+sample has the filters of its channels nearly constant there redrawn (a convolution's just
+below; dead filters, which no redrawn image revives), then the sample's input image redrawn
+and replayed.
 Class labels cover every class when the batch has room: ``arange(batch) % n_out``, shuffled.
 
 The problem is canonical; schemas.exercise_layers lays it out in the client's
@@ -333,7 +335,8 @@ def _draw(
     units: int | None = None,
 ) -> Layer:
     """One layer of ``spec``'s kind over one sample's shape in (``units``: only that many of
-    a dense layer's columns)."""
+    a dense layer's columns, of a convolution's filters).  A norm's vectors hold one value
+    per feature of rows, per channel of images."""
     s = spec.settings
     if spec.kind == "dense":
         (n_in,), n_out = sample, spec.units if units is None else units

@@ -27,6 +27,7 @@ from .layers import ACTIVATION_NAMES, LAYER_TYPES
 from .layers.batchnorm import BatchnormLayerSchema
 from .layers.conv2d import Conv2dLayerSchema
 from .layers.dropout import DropoutLayerSchema
+from .layers.groupnorm import GroupnormLayerSchema
 from .layers.pair import Pair
 from .layers.per_feature import NormLayerSchema
 from .layers.pool2d import MaxPool2dLayerSchema
@@ -92,6 +93,13 @@ class LayernormSpecSchema(StrictSchema):
     activation = _NORM["activation"]
 
 
+class GroupnormSpecSchema(StrictSchema):
+    type = one_of(("groupnorm",), "layer type", required=True)
+    groups = GroupnormLayerSchema._declared_fields["groups"]
+    eps = _NORM["eps"]
+    activation = _NORM["activation"]
+
+
 class DropoutSpecSchema(StrictSchema):
     type = one_of(("dropout",), "layer type", required=True)
     keep_prob = DropoutLayerSchema._declared_fields["keep_prob"]
@@ -145,8 +153,10 @@ SPEC_SCHEMAS: dict[str, type[Schema]] = {
     "maxpool2d": MaxPool2dSpecSchema,
     "avgpool2d": AvgPool2dSpecSchema,
     "flatten": FlattenSpecSchema,
+    "groupnorm": GroupnormSpecSchema,
 }
-assert tuple(SPEC_SCHEMAS) == GENERATED_KINDS and set(SPEC_SCHEMAS) <= set(LAYER_TYPES)
+#: every layer type /v1/gradients knows can be generated: a new one cannot be forgotten here
+assert tuple(SPEC_SCHEMAS) == GENERATED_KINDS and set(SPEC_SCHEMAS) == set(LAYER_TYPES)
 
 
 def spec_component_name(kind: str) -> str:
@@ -192,15 +202,19 @@ def lay_out(
     specs: tuple[LayerSpec, ...],
     c: Convention,
     vector: Callable[[int], tuple[int, ...]],
+    samples: list[tuple[int, ...]],
 ) -> list[dict]:
     """The generated layers as /v1/gradients layer objects, in the client's convention;
-    ``vector(n)`` is the shape of a bias or a norm's per-feature vector."""
-
-    def shaped(array: np.ndarray) -> np.ndarray:
-        return array.reshape(vector(array.size))
+    ``vector(n)`` is the shape of a bias or a norm's per-feature vector over rows, and
+    ``samples`` one sample's shape into each layer: a norm's vectors over images are (C,),
+    in every convention and layout (as a convolution's biases)."""
 
     documents = []
-    for layer, spec in zip(problem_layers, specs):
+    for layer, spec, sample in zip(problem_layers, specs, samples):
+
+        def shaped(array: np.ndarray, images: bool = len(sample) == 3) -> np.ndarray:
+            return array if images else array.reshape(vector(array.size))
+
         if layer.kind == "dense":
             document = {"weights": c.weights(layer.weights)}
             if layer.biases is not None:
@@ -221,6 +235,8 @@ def lay_out(
                 document["ties"] = layer.settings["ties"]
         else:
             document = {"type": layer.kind} | {k: shaped(v) for k, v in layer.params.items()}
+            if layer.kind == "groupnorm":
+                document["groups"] = layer.settings["groups"]
             if layer.kind == "batchnorm":
                 document |= {name: spec.settings[name] for name in ("mode", "variance")}
                 if layer.settings["running_mean"] is not None:
@@ -255,16 +271,19 @@ def skeleton_errors(
     layers, sample = [], input_shape
     for spec in specs:
         s, n = spec.settings, sample[0]
+        per_feature = (n,) if len(sample) == 3 else vector(n)  # as lay_out lays them out
         layer = {"type": spec.kind, "activation": spec.activation}
         if spec.kind == "dense":
             layer["weights"] = zeros(c.weights_shape(n, spec.units))
             layer["biases"] = zeros(vector(spec.units)) if spec.bias else None
-        elif spec.kind in ("batchnorm", "layernorm"):
-            layer |= {"gamma": zeros(vector(n)), "beta": zeros(vector(n)), "eps": s["eps"]}
+        elif spec.kind in ("batchnorm", "layernorm", "groupnorm"):
+            layer |= {"gamma": zeros(per_feature), "beta": zeros(per_feature), "eps": s["eps"]}
+            if spec.kind == "groupnorm":
+                layer["groups"] = s["groups"]
             if spec.kind == "batchnorm":
                 running = s["mode"] == "eval" or s["running"]
                 layer |= {k: s[k] for k in ("mode", "variance", "momentum")}
-                layer |= {k: zeros(vector(n)) if running else None for k in RUNNING}
+                layer |= {k: zeros(per_feature) if running else None for k in RUNNING}
         elif spec.kind == "dropout":
             layer |= {"keep_prob": s["keep_prob"], "mask": None, "seed": 0}
         elif spec.kind == "conv2d":
@@ -275,7 +294,9 @@ def skeleton_errors(
         elif spec.kind in ("maxpool2d", "avgpool2d"):
             layer |= {k: s[k] for k in ("pool", "stride", "ties") if s.get(k) is not None}
         layers.append(layer)
-        sample = spec.sample_out(sample) if len(sample) == len(_TAKES[spec.kind]) else sample
+        takes = LAYER_TYPES[spec.kind].takes
+        if takes == "any" or (takes == "image") == (len(sample) == 3):
+            sample = spec.sample_out(sample)  # else refused by its type: the sample goes on
     data = {
         "inputs": zeros(c.sample_shape(batch, input_shape)),
         "layers": layers,
@@ -297,10 +318,6 @@ def skeleton_errors(
 
 
 RUNNING = ("running_mean", "running_var")
-#: what one sample is to each kind: (n,) rows or (C, H, W) images (schemas.layers' ``takes``)
-_TAKES = {
-    name: ("n",) if LAYER_TYPES[name].takes == "flat" else ("C", "H", "W") for name in SPEC_SCHEMAS
-}
 
 
 def refused_by_gradients(messages):

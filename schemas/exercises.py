@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import prod
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
@@ -42,7 +43,7 @@ class ExerciseRequest:
         document = {
             "inputs": c.data(problem.inputs, back=True),
             "targets": targets if targets.ndim == 1 else c.data(targets),
-            "layers": lay_out(problem.layers, spec.layers, c, self.vector),
+            "layers": lay_out(problem.layers, spec.layers, c, self.vector, spec.samples()),
             "loss": problem.loss,
             "reduction": problem.reduction,
             "convention": c.name,
@@ -156,8 +157,9 @@ class ExerciseRequestSchema(StrictSchema):
         metadata={
             "description": (
                 "instead of layer_sizes and activations: the layers to generate, of any kind "
-                "(dense with or without a bias, batchnorm, layernorm, dropout by seed, conv2d, "
-                "maxpool2d, avgpool2d, flatten), one object each, with n_in or image_shape"
+                "(dense with or without a bias, batchnorm on rows or images, layernorm, "
+                "groupnorm, dropout by seed, conv2d, maxpool2d, avgpool2d, flatten), one "
+                "object each, with n_in or image_shape"
             )
         },
     )
@@ -287,25 +289,40 @@ class ExerciseRequestSchema(StrictSchema):
                     ]
                 }
             )
+        samples = self._samples(data)
         for i, spec in enumerate(data["layers"]):
-            if spec.spreads(0) and data["batch_size"] < 2 and spec.settings["variance"] == "biased":
+            sample = samples[i]
+            count = data["batch_size"] * prod(sample[1:])  # a batchnorm's statistics: N (*H*W)
+            if spec.spreads(0) and count < 2 and spec.settings["variance"] == "biased":
                 # (unbiased, batch 1 is /v1/gradients' own rule: its message comes from there)
+                over = "a batch of 1" if len(sample) == 1 else "a batch of 1 image of 1x1"
                 raise ValidationError(
                     {
                         "batch_size": [
-                            f"layer {i} is a batchnorm in train mode: over a batch of 1 its "
+                            f"layer {i} is a batchnorm in train mode: over {over} its "
                             "batch variance is 0 and it normalises every value to 0. Ask for "
                             'batch_size 2 or more, or mode "eval".'
                         ]
                     }
                 )
-            if spec.spreads(1) and self._samples(data)[i] == (1,):
+            if spec.kind == "layernorm" and sample == (1,):
                 raise ValidationError(
                     {
                         f"layers.{i}": [
                             "a layernorm over 1 feature normalises every value to 0 (the "
                             "variance of one number is 0). Put it after a layer of 2 units or "
                             "more (or n_in >= 2)."
+                        ]
+                    }
+                )
+            if spec.kind == "groupnorm" and prod(sample) == spec.groups:
+                raise ValidationError(
+                    {
+                        f"layers.{i}.groups": [
+                            f"{spec.groups} group(s) over {sample[0]} channel(s) of "
+                            f"{sample[1]}x{sample[2]}: each group holds 1 number, which a "
+                            "groupnorm normalises to 0 (the variance of one number is 0). "
+                            "Use fewer groups, or larger images."
                         ]
                     }
                 )

@@ -21,6 +21,7 @@ from tests.conftest import ROOT
 from tests.torch_reference import assert_matches_torch
 
 CONVENTIONS = ("numpy", "torch", "columns")
+RUNNING = ("running_mean", "running_var")
 
 #: one network per layer kind (and variant), each ending in a loss over 3 classes
 KINDS = {
@@ -226,6 +227,76 @@ def test_every_sample_reaching_a_layernorm_is_spread_over_its_features(client, s
     assert np.min(relu_out.var(axis=1)) >= MIN_VARIANCE
 
 
+def image_activations(answer: dict, i: int, layout: str) -> np.ndarray:
+    """Layer i's answered output as canonical (N, C, H, W) images."""
+    a = np.asarray(answer["solution"]["layers"][i]["a"])
+    return a if layout == "NCHW" else a.transpose(0, 3, 1, 2)
+
+
+def group_variances(images: np.ndarray, groups: int) -> np.ndarray:
+    """(N, G): each sample's groups' variances, as a groupnorm sees them."""
+    return images.reshape(images.shape[0], groups, -1).var(axis=2)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_every_channel_reaching_a_train_spatial_batchnorm_is_spread(client, layout, seed):
+    """32 relu 1x1 filters over 2 images of 2x2: unconditioned, some channel is dead on every
+    pixel of both images in each of these seeds; its filter is redrawn."""
+    layers = [
+        {"type": "conv2d", "filters": 32, "size": 1, "activation": "relu"},
+        {"type": "batchnorm"},
+        {"type": "flatten"},
+        {"units": 3, "activation": "softmax"},
+    ]
+    request = image_body(layers, layout, seed=seed, image_shape=[2, 2, 2], batch_size=2)
+    answer = client.post("/v1/exercises", json=request | {"decimals": 2}).get_json()
+    channels = image_activations(answer, 0, layout).var(axis=(0, 2, 3))
+    assert np.min(channels) >= MIN_VARIANCE
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_input_channel_reaching_a_train_spatial_batchnorm_is_spread(client, seed):
+    """One image of 1x2 pixels rounded to whole numbers: a channel's two pixels are often
+    equal (unconditioned, in 3 of these 6 seeds); that channel is redrawn."""
+    layers = [{"type": "batchnorm"}, {"type": "flatten"}, {"units": 3, "activation": "softmax"}]
+    request = image_body(layers, "NCHW", seed=seed, image_shape=[4, 1, 2], batch_size=1)
+    answer = client.post("/v1/exercises", json=request | {"decimals": 0}).get_json()
+    inputs = np.asarray(answer["problem"]["inputs"])
+    assert np.min(inputs.var(axis=(0, 2, 3))) >= MIN_VARIANCE
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_every_group_reaching_a_groupnorm_is_spread(client, layout, seed):
+    """Instance norm (G = C) of 8 relu 3x3 filters over images of 3x3: unconditioned, a
+    channel is dead over a whole image in most seeds; its filter (or the image) is redrawn."""
+    layers = [
+        {"type": "conv2d", "filters": 8, "size": 3, "pad": 1, "activation": "relu"},
+        {"type": "groupnorm", "groups": 8},
+        {"type": "flatten"},
+        {"units": 3, "activation": "softmax"},
+    ]
+    request = image_body(layers, layout, seed=seed, image_shape=[2, 3, 3], decimals=2)
+    answer = client.post("/v1/exercises", json=request | {"batch_size": 4}).get_json()
+    assert np.min(group_variances(image_activations(answer, 0, layout), 8)) >= MIN_VARIANCE
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_input_group_reaching_a_groupnorm_is_spread(client, seed):
+    """Groups of 2 numbers rounded to 1 decimal: unconditioned, a sample of seed 1 has a
+    group of two equal numbers; that sample is redrawn."""
+    layers = [
+        {"type": "groupnorm", "groups": 2},
+        {"type": "flatten"},
+        {"units": 3, "activation": "softmax"},
+    ]
+    request = image_body(layers, "NCHW", seed=seed, image_shape=[2, 1, 2], batch_size=4)
+    answer = client.post("/v1/exercises", json=request | {"decimals": 1}).get_json()
+    inputs = np.asarray(answer["problem"]["inputs"])
+    assert np.min(group_variances(inputs, 2)) >= MIN_VARIANCE
+
+
 @pytest.mark.parametrize("targets", ["labels", "dense"])
 def test_class_targets_cover_every_class(client, targets):
     layers = [{"units": 5, "activation": "softmax"}]
@@ -356,6 +427,44 @@ IMAGE_KINDS = {
         {"type": "layernorm"},
         {"units": 3, "activation": "softmax"},
     ],
+    "batchnorm_spatial_train_running": [
+        {"type": "conv2d", "filters": 4, "size": 3, "pad": 1, "activation": "relu"},
+        {"type": "batchnorm", "running": True, "momentum": 0.8, "activation": "relu"},
+        {"type": "flatten"},
+        {"units": 3, "activation": "softmax"},
+    ],
+    "batchnorm_spatial_unbiased_on_the_inputs": [
+        {"type": "batchnorm", "variance": "unbiased", "activation": "tanh"},
+        {"type": "avgpool2d", "pool": 2},
+        {"type": "flatten"},
+        {"units": 3, "activation": "softmax"},
+    ],
+    "batchnorm_spatial_eval": [
+        {"type": "conv2d", "filters": 3, "size": 3, "activation": "relu"},
+        {"type": "batchnorm", "mode": "eval", "eps": 0.001},
+        {"type": "flatten"},
+        {"units": 3, "activation": "softmax"},
+    ],
+    "groupnorm": [
+        {"type": "conv2d", "filters": 4, "size": 3, "pad": 1, "activation": "relu"},
+        {"type": "groupnorm", "groups": 2, "activation": "relu"},
+        {"type": "maxpool2d", "pool": 2},
+        {"type": "flatten"},
+        {"units": 3, "activation": "softmax"},
+    ],
+    "groupnorm_instance_on_the_inputs": [
+        {"type": "groupnorm", "groups": 2, "eps": 0.01},
+        {"type": "flatten"},
+        {"units": 3, "activation": "softmax"},
+    ],
+    "dropout_on_images": [
+        {"type": "conv2d", "filters": 3, "size": 3, "pad": 1, "activation": "relu"},
+        {"type": "dropout", "keep_prob": 0.7},
+        {"type": "batchnorm"},
+        {"type": "groupnorm", "groups": 3},
+        {"type": "flatten"},
+        {"units": 3, "activation": "softmax"},
+    ],
 }
 
 
@@ -427,7 +536,37 @@ def test_the_same_image_exercise_is_drawn_alike_in_both_layouts(client):
             "takes 4-d images",
         ),
         ([{"type": "conv2d", "filters": 1, "size": 1}], "loss", "a loss takes 2-d scores"),
-        ([{"type": "batchnorm"}], "layers.0.type", "takes 2-d data"),
+        ([{"type": "layernorm"}], "layers.0.type", "takes 2-d data"),
+        (
+            [{"type": "groupnorm", "groups": 3}, {"type": "flatten"}],
+            "layers.0.groups",
+            "refused by /v1/gradients: got 3, which does not divide the 2 channel(s)",
+        ),
+        ([{"type": "groupnorm"}, {"type": "flatten"}], "layers.0.groups", "missing: the number"),
+        (
+            [{"type": "groupnorm", "groups": 0}, {"type": "flatten"}],
+            "layers.0.groups",
+            "must be at least 1",
+        ),
+        (
+            [{"type": "groupnorm", "groups": 1, "gamma": [1, 1]}, {"type": "flatten"}],
+            "layers.0.gamma",
+            "unknown field",
+        ),
+        (
+            [{"type": "groupnorm", "groups": 2, "eps": -1}, {"type": "flatten"}],
+            "layers.0.eps",
+            "greater than 0",
+        ),
+        (
+            [
+                {"type": "conv2d", "filters": 2, "size": 6},
+                {"type": "groupnorm", "groups": 2},
+                {"type": "flatten"},
+            ],
+            "layers.1.groups",
+            "2 group(s) over 2 channel(s) of 1x1: each group holds 1 number",
+        ),
         (
             [{"type": "conv2d", "filters": 2, "size": 0}, {"type": "flatten"}],
             "layers.0.size",
@@ -444,6 +583,71 @@ def test_impossible_image_exercises_are_422_naming_the_field(client, layers, fie
     errors = response.get_json()["errors"]
     assert list(errors) == [field], errors
     assert says.lower() in errors[field][0].lower()
+
+
+def test_groupnorm_on_rows_is_422_as_gradients_refuses_it(client):
+    request = body([{"type": "groupnorm", "groups": 1}, {"units": 3, "activation": "softmax"}])
+    response = client.post("/v1/exercises", json=request)
+    assert response.status_code == 422
+    errors = response.get_json()["errors"]
+    assert list(errors) == ["layers.0.type"]
+    assert errors["layers.0.type"][0].startswith(
+        "the generated problem would be refused by /v1/gradients: layer 0 is a groupnorm "
+        "layer, which takes 4-D images"
+    )
+
+
+def test_a_spatial_batchnorm_over_one_image_is_answered_over_one_pixel_refused(client):
+    """Its statistics run over batch x height x width numbers: one 6x6 image is 36 of them."""
+    layers = [{"type": "batchnorm"}, {"type": "flatten"}, {"units": 3, "activation": "softmax"}]
+    answered = client.post("/v1/exercises", json=image_body(layers, "NHWC", batch_size=1))
+    assert answered.status_code == 200, answered.get_json()
+    assert_is_the_gradients_answer_and_torchs(client, answered.get_json())
+    one_pixel = image_body(layers, "NCHW", batch_size=1, image_shape=[2, 1, 1])
+    refused = client.post("/v1/exercises", json=one_pixel)
+    assert refused.status_code == 422
+    assert refused.get_json()["errors"] == {
+        "batch_size": [
+            "layer 0 is a batchnorm in train mode: over a batch of 1 image of 1x1 its batch "
+            "variance is 0 and it normalises every value to 0. Ask for batch_size 2 or more, or "
+            'mode "eval".'
+        ]
+    }
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_norms_on_images_are_generated_with_one_value_per_channel(client, layout, convention):
+    """gamma, beta and the running statistics (C,) in every convention and layout, as a
+    convolution's biases (gradients accepts the layout's (1, C, 1, 1) too: not drawn)."""
+    layers = [
+        {"type": "conv2d", "filters": 4, "size": 3, "pad": 1},
+        {"type": "batchnorm", "mode": "eval"},
+        {"type": "groupnorm", "groups": 2, "eps": 0.001},
+        {"type": "dropout", "keep_prob": 0.5},
+        {"type": "flatten"},
+        {"units": 3, "activation": "softmax"},
+    ]
+    request = image_body(layers, layout, convention=convention, batch_size=5)
+    answer = client.post("/v1/exercises", json=request).get_json()
+    batchnorm, groupnorm, dropout = answer["problem"]["layers"][1:4]
+    assert {name: np.shape(batchnorm[name]) for name in ("gamma", "beta", *RUNNING)} == {
+        name: (4,) for name in ("gamma", "beta", *RUNNING)
+    }
+    assert groupnorm == {
+        "type": "groupnorm",
+        "gamma": groupnorm["gamma"],
+        "beta": groupnorm["beta"],
+        "groups": 2,
+        "eps": 0.001,
+        "activation": "identity",
+    }
+    assert np.shape(groupnorm["gamma"]) == np.shape(groupnorm["beta"]) == (4,)
+    assert set(dropout) == {"type", "keep_prob", "seed", "activation"}
+    mask = np.asarray(answer["solution"]["layers"][3]["mask"])  # the images' shape, in the layout
+    shape = (5, 4, 6, 6) if layout == "NCHW" else (5, 6, 6, 4)
+    np.testing.assert_array_equal(mask, np.random.default_rng(dropout["seed"]).random(shape) < 0.5)
+    assert_is_the_gradients_answer_and_torchs(client, answer)
 
 
 @pytest.mark.parametrize(
@@ -566,13 +770,20 @@ def test_a_layered_exercise_holds_less_than_its_estimate(n_in, layers, batch):
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_an_image_exercise_holds_less_than_its_estimate(layout):
+@pytest.mark.parametrize("norms", [False, True], ids=["conv_pool", "with_norms_and_dropout"])
+def test_an_image_exercise_holds_less_than_its_estimate(layout, norms):
     layers = [
         {"type": "conv2d", "filters": 16, "size": 3, "pad": 1, "activation": "relu"},
         {"type": "maxpool2d", "pool": 2},
         {"type": "flatten"},
         {"units": 10, "activation": "softmax"},
     ]
+    if norms:  # every image kind, conditioned (the generator's passes are priced)
+        layers[1:1] = [
+            {"type": "batchnorm", "running": True, "activation": "relu"},
+            {"type": "dropout", "keep_prob": 0.8},
+            {"type": "groupnorm", "groups": 4, "activation": "relu"},
+        ]
     request = body(layers, n_in=None, image_shape=[3, 32, 32], layout=layout, batch_size=16)
     assert_held_within_estimate(request)
 
@@ -612,6 +823,21 @@ def random_spec(rng: np.random.Generator) -> dict:
                 }
             else:
                 layer = {"type": str(kind), "pool": int(rng.integers(1, 4))}
+            layers.append(layer)
+        for _ in range(rng.integers(0, 3)):  # the kinds that take images and rows, groupnorm
+            kind = rng.choice(["batchnorm", "groupnorm", "dropout"])
+            if kind == "batchnorm":
+                layer = {
+                    "type": "batchnorm",
+                    "mode": str(rng.choice(["train", "eval"])),
+                    "variance": str(rng.choice(["biased", "unbiased"])),
+                    "running": bool(rng.integers(2)),
+                }
+            elif kind == "groupnorm":  # G often does not divide C (refused)
+                layer = {"type": "groupnorm", "groups": int(rng.integers(1, 4))}
+            else:
+                layer = {"type": "dropout", "keep_prob": float(rng.choice([0.5, 0.8, 1.0]))}
+            layer["activation"] = str(rng.choice(activations[:4]))
             layers.append(layer)
         layers.append({"type": "flatten"})
     for _ in range(rng.integers(0, 4)):

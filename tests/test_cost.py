@@ -262,7 +262,7 @@ def test_a_request_is_priced_at_its_parse_when_its_lists_outweigh_its_computatio
     assert (
         cost.bytes
         == part.bytes
-        == PARSE_BODY * body + (PARSED_NUMBER + 8) * 100_002 + PARSED_LIST * 100_006
+        == int(PARSE_BODY * body) + (PARSED_NUMBER + 8) * 100_002 + PARSED_LIST * 100_006
     )
     # long rows: the computation is the larger peak, its parts as before
     wide = gradients_cost(NetworkShape.of_sizes(500, [200, 200], ["tanh"]), body=body)
@@ -271,6 +271,7 @@ def test_a_request_is_priced_at_its_parse_when_its_lists_outweigh_its_computatio
 
 
 def test_an_array_is_priced_as_the_most_lists_its_layouts_could_take():
-    assert list_count((5,)) == 6  # a column of 5 rows, and the outer list
+    assert list_count((5,)) == 1
+    assert list_count((5, 1)) == 6 == list_count((1, 5))  # a bias as a column, or a row
     assert list_count((3, 7)) == 8 == list_count((7, 3))
     assert list_count((10, 1, 1, 1)) == 31

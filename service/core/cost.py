@@ -61,7 +61,7 @@ ANSWER_TEXT = 4096  # an answer's keys, loss and small fields
 TEXT_COPIES = 2  # the writer's buffer, and the block it was moved from as it grew
 READ_COPIES = 1  # the body's heap, left by reading and parsing it
 #: Parsing, measured in a fresh worker (the peak of the parse, over the RSS before the body):
-PARSE_BODY = 2  # the body, and the heap its read left (1.5 times it measured; the read peaks 2.2)
+PARSE_BODY = 2.5  # the body, and the heap gunicorn's read left: 1.5 to 2.3 times it measured
 PARSED_NUMBER = 40  # a JSON number as a Python float (24 bytes, 32 in pymalloc) and its pointer
 PARSED_LIST = 96  # a JSON list as a Python list (72 bytes, 80 in pymalloc) and its items' rounding
 #: bodies up to this size are parsed by orjson, whose document tree (a copy of the body, and
@@ -210,13 +210,15 @@ class NetworkShape:
 
     def sent(self) -> list[Shape]:
         """The shapes of the arrays the request sends: inputs, targets (or upstream),
-        parameters, and what layers are sent besides (a dropout mask)."""
+        parameters, and what layers are sent besides (a dropout mask).  A 1-D parameter
+        (a bias) is a column, as the columns convention sends it: one list a number."""
         targets = (self.batch,) if self.labels else (self.batch, self.n_out)
         first = self.layers[0].in_shape if self.layers else (self.n_in,)
+        sent = [shape for layer in self.layers for shape in (*layer.parameters, *layer.held)]
         return [
             (self.batch, *first),
             targets,
-            *(shape for layer in self.layers for shape in (*layer.parameters, *layer.held)),
+            *((*shape, 1) if len(shape) == 1 else shape for shape in sent),
         ]
 
     def elements(self) -> int:
@@ -255,13 +257,11 @@ def read_part(body: int) -> Part:
 
 
 def list_count(shape: Shape) -> int:
-    """The JSON lists an array of ``shape`` may arrive in, whatever its layout: a 1-D array
-    as a column (n lists of one number), every other one at most ndim - 1 lists a row of its
-    shortest side, and the outer list."""
-    numbers = prod(shape)
+    """The JSON lists an array of ``shape`` may arrive in, whatever its layout: one for a 1-D
+    array, else at most ndim - 1 lists a row of its shortest side, and the outer list."""
     if len(shape) <= 1:
-        return numbers + 1
-    return (len(shape) - 1) * (numbers // max(min(shape), 1)) + 1
+        return 1
+    return (len(shape) - 1) * (prod(shape) // max(min(shape), 1)) + 1
 
 
 def parse_part(body: int, shapes: Iterable[Shape]) -> Part:
@@ -276,7 +276,7 @@ def parse_part(body: int, shapes: Iterable[Shape]) -> Part:
     return Part(
         f"parsing the request's body ({body:,} bytes: {numbers:,} numbers and up to "
         f"{lists:,} lists as Python objects, then their arrays)",
-        (PARSE_BODY * body + tree + (PARSED_NUMBER + NUMBER) * numbers + PARSED_LIST * lists),
+        int(PARSE_BODY * body) + tree + (PARSED_NUMBER + NUMBER) * numbers + PARSED_LIST * lists,
         'send fewer numbers, or long rows (the binary form {"dtype": "float64", "shape": [...], '
         '"data": "<base64>"} parses to a few bytes a number)',
     )

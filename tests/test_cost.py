@@ -19,7 +19,15 @@ import pytest
 from schemas.fields import Whole
 from service import create_app
 from service.config import Config
-from service.core.cost import LAYER_COSTS, NetworkShape, dense_shape
+from service.core.cost import (
+    LAYER_COSTS,
+    PARSE_BODY,
+    PARSED_LIST,
+    PARSED_NUMBER,
+    NetworkShape,
+    dense_shape,
+    list_count,
+)
 from service.core.layers import KINDS
 from service.core.problem import Problem, dense_layer
 from service.core.request_costs import COMPARE_FLOPS, gradients_cost, grading_cost
@@ -242,3 +250,28 @@ def test_a_bias_free_layer_is_priced_without_its_bias_and_dx_with_its_arrays():
     dx_numbers = 100 * (30 + 20)
     assert with_dx.bytes - plain.bytes >= 8 * dx_numbers + 25 * dx_numbers
     assert any("every layer's dx" in part.what for part in with_dx.parts)
+
+
+def test_a_request_is_priced_at_its_parse_when_its_lists_outweigh_its_computation():
+    # inputs and targets in rows of one number (100,002 lists), a weight and a bias
+    net = NetworkShape.of_sizes(50_000, [1, 1], ["identity"])
+    body = 2 * 2**20
+    cost = gradients_cost(net, include=(), body=body)
+    (part,) = cost.parts
+    assert part.what.startswith("parsing the request's body (2,097,152 bytes: 100,002 numbers")
+    assert (
+        cost.bytes
+        == part.bytes
+        == int(PARSE_BODY * body) + (PARSED_NUMBER + 8) * 100_002 + PARSED_LIST * 100_006
+    )
+    # long rows: the computation is the larger peak, its parts as before
+    wide = gradients_cost(NetworkShape.of_sizes(500, [200, 200], ["tanh"]), body=body)
+    assert not any(p.what.startswith("parsing") for p in wide.parts)
+    assert wide.bytes == sum(p.bytes for p in wide.parts)
+
+
+def test_an_array_is_priced_as_the_most_lists_its_layouts_could_take():
+    assert list_count((5,)) == 1
+    assert list_count((5, 1)) == 6 == list_count((1, 5))  # a bias as a column, or a row
+    assert list_count((3, 7)) == 8 == list_count((7, 3))
+    assert list_count((10, 1, 1, 1)) == 31

@@ -208,3 +208,77 @@ def test_a_list_mixing_objects_after_numbers_is_settled_exactly():
     body = b'{"a": [1.0, {"k": 1, "k": 2}]}'
     assert counted(json.loads(body)) == 1
     assert first_duplicate(body, json.loads(body)) == "k"
+
+
+# -- a large body's memory: no document tree beside its objects --
+
+
+def rows_body(rows: int, width: int) -> bytes:
+    """A body of ``rows`` JSON lists of ``width`` numbers each (about 20 characters a number)."""
+    numbers = random.Random(0).random
+    row = lambda: "[" + ",".join(repr(numbers()) for _ in range(width)) + "]"  # noqa: E731
+    text = ",".join(row() for _ in range(rows))
+    return b'{"inputs": [' + text.encode() + b"]}"
+
+
+def traced_parse(body: bytes) -> tuple[int, int]:
+    """The bytes decode() held at its peak, and those its result holds, by tracemalloc."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        document = decode(body)
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert document["inputs"][0]
+    return peak - base, held - base
+
+
+def test_a_body_over_1_mib_is_parsed_without_a_document_tree_beside_its_objects():
+    # orjson built a tree (a copy of the body and 16 bytes a value) before the objects: the
+    # parse of the largest /v1/check peaked a fresh worker 58 MiB over the objects it built
+    body = rows_body(20_000, 16)
+    assert len(body) > 2**20
+    peak, held = traced_parse(body)
+    assert peak <= held * 1.05, f"{peak / 2**20:.1f} MiB at the peak, {held / 2**20:.1f} held"
+
+
+def test_a_small_body_is_still_parsed_by_orjson():
+    body = rows_body(100, 16)
+    with mock.patch("service.http.json.orjson.loads", wraps=json.loads) as orjson_loads:
+        assert decode(body) == json.loads(body)
+    orjson_loads.assert_called_once()
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        (b"NaN", "unexpected character"),
+        (b'"\\ud800"', "no low surrogate in string"),
+        (b"1", "unexpected content after document"),
+    ],
+    ids=["NaN", "a lone surrogate", "trailing content"],
+)
+def test_an_invalid_body_over_1_mib_gets_the_message_a_small_one_gets(client, broken, message):
+    for rows in (10, 20_000):
+        body = rows_body(rows, 16)[:-1] + b', "loss": ' + broken + b"}"
+        if broken == b"1":
+            body = rows_body(rows, 16) + broken
+        response = client.post("/v1/gradients", data=body, headers=JSON)
+        assert response.status_code == 400, response.text
+        assert message in response.json["detail"], (rows, response.json["detail"])
+
+
+def test_an_integer_beyond_any_double_in_a_body_over_1_mib_is_422_naming_its_field(client):
+    # msgspec keeps it as a Python int (as in a body with a binary array); the field refuses it
+    text = ",".join(["0.5"] * 200_000)
+    body = (
+        '{"x": [' + text + '], "w": [' + text + '], "b": 1' + "0" * 400 + ', "y": 1.0, '
+        '"activation": "sigmoid", "loss": "bce"}'
+    ).encode()
+    assert len(body) > 2**20
+    response = client.post("/v1/neuron", data=body, headers=JSON)
+    assert response.status_code == 422, response.text
+    assert "finite" in response.json["errors"]["b"][0]

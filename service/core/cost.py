@@ -8,7 +8,10 @@ service.core.limits refuses it before any of that is allocated, naming the part
 that is too big.
 
 The estimate bounds what a request adds to a worker's memory at its peak, from
-its body until its answer is written:
+its body until its answer is written.  That peak is the larger of two (cost_of):
+parsing the body (parse_part: the body, its numbers and lists as Python objects,
+about 40 and 96 bytes each, and the arrays loaded from them), or everything
+after, once the parsed lists are freed, which is the sum of:
 
 - the body: it and its parsed form are freed before the computation starts,
   but the heap they leave is not always reused (its size, once);
@@ -31,7 +34,7 @@ Calibration, by tracemalloc in one process (it sees NumPy's, orjson's, msgspec's
 and pybase64's allocations) and a gunicorn worker's peak RSS (/proc/<pid>/status
 VmHWM), over every activation and loss, thin-wide and deep-narrow networks, and
 the largest request of each endpoint (tests/test_memory_bound.py asserts it,
-bench/memory_bound.py prints it: a fresh worker grew by 43% to 86% of the estimate):
+bench/memory_bound.py prints it: a fresh worker grew by 45% to 93% of the estimate):
 
 - ``SCRATCH`` = 6: the most measured is 5.1 arrays of the step's (batch, units)
   (bce's dL/da through the sigmoid, the result included);
@@ -57,6 +60,14 @@ BASE64_PIECE_NUMBER = 22  # the base64 bytes and the binary form around them
 ANSWER_TEXT = 4096  # an answer's keys, loss and small fields
 TEXT_COPIES = 2  # the writer's buffer, and the block it was moved from as it grew
 READ_COPIES = 1  # the body's heap, left by reading and parsing it
+#: Parsing, measured in a fresh worker (the peak of the parse, over the RSS before the body):
+PARSE_BODY = 2.5  # the body, and the heap gunicorn's read left: 1.5 to 2.3 times it measured
+PARSED_NUMBER = 40  # a JSON number as a Python float (24 bytes, 32 in pymalloc) and its pointer
+PARSED_LIST = 96  # a JSON list as a Python list (72 bytes, 80 in pymalloc) and its items' rounding
+#: bodies up to this size are parsed by orjson, whose document tree (a copy of the body, and
+#: 16 bytes a value of at least 2 characters) is alive beside the Python objects it builds
+ORJSON_BODY = 2**20
+ORJSON_TREE = 9
 
 Shape = tuple[int, ...]
 
@@ -79,9 +90,14 @@ class Cost:
         return max(self.parts, key=lambda part: part.bytes)
 
 
-def cost_of(parts: Iterable[Part], flops: int) -> Cost:
+def cost_of(parts: Iterable[Part], flops: int, parsing: Part | None = None) -> Cost:
+    """The parts' sum; or, when parsing the body peaks higher (``parsing``, see parse_part),
+    that peak alone: the parsed lists are freed before anything else is computed."""
     parts = tuple(part for part in parts if part.bytes)
-    return Cost(sum(part.bytes for part in parts), flops, parts)
+    total = sum(part.bytes for part in parts)
+    if parsing is not None and parsing.bytes > total:
+        return Cost(parsing.bytes, flops, (parsing,))
+    return Cost(total, flops, parts)
 
 
 # -- layers: one entry per kind ---------------------------------------------------------------
@@ -192,6 +208,19 @@ class NetworkShape:
     def parameters(self) -> int:
         return sum(prod(shape) for layer in self.layers for shape in layer.parameters)
 
+    def sent(self) -> list[Shape]:
+        """The shapes of the arrays the request sends: inputs, targets (or upstream),
+        parameters, and what layers are sent besides (a dropout mask).  A 1-D parameter
+        (a bias) is a column, as the columns convention sends it: one list a number."""
+        targets = (self.batch,) if self.labels else (self.batch, self.n_out)
+        first = self.layers[0].in_shape if self.layers else (self.n_in,)
+        sent = [shape for layer in self.layers for shape in (*layer.parameters, *layer.held)]
+        return [
+            (self.batch, *first),
+            targets,
+            *((*shape, 1) if len(shape) == 1 else shape for shape in sent),
+        ]
+
     def elements(self) -> int:
         """Numbers the request's arrays hold: inputs, targets (or upstream), parameters,
         and what layers are sent besides (a dropout mask)."""
@@ -217,12 +246,39 @@ def held(numbers: int, what: str = "the request's own arrays") -> Part:
 
 
 def read_part(body: int) -> Part:
-    """The body and its parsed form: freed before anything is computed, but the heap they
-    leave stays resident and is not always reused (1.5 to 2 times the body, measured)."""
+    """The body and its parsed form, once freed: before anything is computed, but the heap they
+    leave stays resident and is not always reused (1.3 times the body beside the arrays, after
+    the largest /v1/check's parse, measured).  Parsing's own peak is parse_part's."""
     return Part(
         f"the request's body, read and parsed ({body:,} bytes)",
         READ_COPIES * body,
         "send fewer numbers",
+    )
+
+
+def list_count(shape: Shape) -> int:
+    """The JSON lists an array of ``shape`` may arrive in, whatever its layout: one for a 1-D
+    array, else at most ndim - 1 lists a row of its shortest side, and the outer list."""
+    if len(shape) <= 1:
+        return 1
+    return (len(shape) - 1) * (prod(shape) // max(min(shape), 1)) + 1
+
+
+def parse_part(body: int, shapes: Iterable[Shape]) -> Part:
+    """The peak of parsing the body, before the request is priced: the body and the heap its
+    read left, every array's numbers and lists as Python objects (service.http.json), and the
+    arrays the schema loads from them while they are alive.  Each array is counted as JSON
+    lists, its most expensive form (a binary array's base64 text is 11 bytes a number)."""
+    shapes = list(shapes)
+    numbers = sum(prod(shape) for shape in shapes)
+    lists = sum(list_count(shape) for shape in shapes)
+    tree = ORJSON_TREE * body if body <= ORJSON_BODY else 0
+    return Part(
+        f"parsing the request's body ({body:,} bytes: {numbers:,} numbers and up to "
+        f"{lists:,} lists as Python objects, then their arrays)",
+        int(PARSE_BODY * body) + tree + (PARSED_NUMBER + NUMBER) * numbers + PARSED_LIST * lists,
+        'send fewer numbers, or long rows (the binary form {"dtype": "float64", "shape": [...], '
+        '"data": "<base64>"} parses to a few bytes a number)',
     )
 
 

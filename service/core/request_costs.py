@@ -16,6 +16,7 @@ from .cost import (
     answer_part,
     cost_of,
     held,
+    parse_part,
     passes_parts,
     read_part,
     result_shapes,
@@ -74,7 +75,7 @@ def gradients_cost(
     if holding:  # a drawn mask is answered whatever include says
         fix += "; a mask drawn from a seed is answered too: send a smaller batch"
     parts.append(answer_part(shapes, encoding, fix, holding=holding))
-    return cost_of(parts, flops)
+    return cost_of(parts, flops, parse_part(body, net.sent()))
 
 
 def gradient_check_part(net: NetworkShape, check_dx: bool = False) -> Part:
@@ -185,7 +186,8 @@ def grading_cost(
             extra_text=FIELD_TEXT * (len(fields) + submissions + broken * BROKEN_ERRORS),
         ),
     ]
-    return cost_of(parts, net.flops() * passes + COMPARE_FLOPS * submitted * passes)
+    flops = net.flops() * passes + COMPARE_FLOPS * submitted * passes
+    return cost_of(parts, flops, parse_part(body, net.sent() + shapes))
 
 
 #: bytes a number takes as a Python float in a list (24 and a pointer, and the lists' own)
@@ -247,4 +249,5 @@ def neuron_cost(inputs: int, curve_points: int, steps: int, body: int = 0) -> Co
     ]
     # the terms once (w . x, dL_dw, w_next, two nudged losses), 2 per loss on the curve,
     # and a descent step's terms and loss
-    return cost_of(parts, inputs * (11 + 2 * curve_points + 11 * steps))
+    flops = inputs * (11 + 2 * curve_points + 11 * steps)
+    return cost_of(parts, flops, parse_part(body, [(inputs,), (inputs,)]))

@@ -6,7 +6,16 @@ Measured here, interleaved in one process:
   msgspec 6.8 ms, orjson 20.5 ms, so a body that carries a binary array
   (``"data": "<base64>"``) is parsed by msgspec;
 - parsing numbers (the medium request, 3.1 MB of nested lists): orjson 6.5 ms,
-  msgspec 8.0 ms, so every other body is parsed by orjson;
+  msgspec 8.0 ms, so every other body up to 1 MiB is parsed by orjson;
+- memory: orjson first builds a document tree (a copy of the body and 16 bytes
+  a value), alive beside the Python objects it then builds, where msgspec builds
+  the objects directly.  Measured in a fresh process on the largest /v1/check the
+  limits accept (31.7 MiB of numbers), the parse peaked at 123 MiB with orjson
+  and 64 MiB with msgspec, which then took 234 ms each (msgspec was 0.6 to 0.8 of
+  orjson's time on three other bodies of numbers, 3 to 26 MiB; 2026-12-02).  So a
+  body over 1 MiB is parsed by msgspec, which is what bounds a worker's memory;
+  when msgspec refuses it, orjson parses it again for the same error message as a
+  small body gets (an invalid body builds no tree: yyjson stops at the error).
 - writing: msgspec writes the document (10 ms for the large answer, orjson 16)
   and takes every ndarray as raw JSON text (``msgspec.Raw``): nested lists from
   orjson, which serialises arrays natively (much faster than any ``tolist``),
@@ -15,7 +24,8 @@ Measured here, interleaved in one process:
 Both parsers refuse NaN, Infinity, invalid UTF-8, control characters in
 strings, lone surrogates and trailing content.  They differ on an integer too
 large for a double: orjson refuses it as the body's error, msgspec keeps it as
-a Python int, which the number fields refuse as not finite (schemas.fields).
+a Python int, which the number fields refuse as not finite (schemas.fields):
+so in a body over 1 MiB, or one with a binary array, it is a 422 naming its field.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from flask import Response, current_app
 from flask.json.provider import JSONProvider
 
 from schemas.binary import encode_json as binary_form
+from service.core.cost import ORJSON_BODY
 
 _ARRAY_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -83,6 +94,11 @@ def decode(body: bytes | str) -> Any:
             raise InvalidJSON(str(error)) from None
         except RecursionError:
             raise InvalidJSON("the document is nested too deeply") from None
+    if len(body) > ORJSON_BODY:  # msgspec: no document tree beside the objects (see above)
+        try:
+            return _decoder.decode(body)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            pass  # orjson's message, below: the one a smaller body gets
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as error:

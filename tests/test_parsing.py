@@ -132,6 +132,68 @@ def test_the_text_count_is_exact_for_any_json_text_and_any_chunk_size(chunk):
             assert prescan.numbers_in_text(text.encode()) == numbers_in(value), text
 
 
+def census_of(value) -> prescan.Census:
+    """The numbers, lists, objects and strings (keys included) of a parsed JSON value."""
+    if isinstance(value, dict):
+        parts = [census_of(v) for v in value.values()]
+        own = prescan.Census(0, 0, 1, len(value))
+    elif isinstance(value, list):
+        parts, own = [census_of(v) for v in value], prescan.Census(0, 1, 0, 0)
+    elif isinstance(value, str):
+        parts, own = [], prescan.Census(0, 0, 0, 1)
+    else:
+        parts, own = [], prescan.Census(numbers_in(value), 0, 0, 0)
+    return prescan.Census(
+        *(sum(getattr(c, name) for c in (own, *parts)) for name in own.__dataclass_fields__)
+    )
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1 << 20])
+def test_the_census_of_the_text_is_exact_for_any_json_text_and_any_chunk_size(chunk):
+    rng = random.Random(chunk + 100)
+    with mock.patch.object(prescan, "CHUNK", chunk):
+        for _ in range(300):
+            value = json_value(rng)
+            text = json.dumps(value, indent=rng.choice([None, 2]), ensure_ascii=rng.random() < 0.5)
+            assert prescan.census(text.encode()) == census_of(value), text
+
+
+def test_a_body_of_empty_lists_is_refused_before_parsing_by_what_parsing_it_would_hold(client):
+    """11 million "[]" in a 31.5 MiB body hold no number at all, but parsing them took a
+    worker to 1.6 GiB before anything was priced: the text's census prices the parse."""
+    body = b'{"inputs": [' + b",".join([b"[]"] * 11_000_000) + b"]}"
+    with mock.patch("service.http.body.decode", side_effect=AssertionError("parsed")) as parse:
+        response = client.post("/v1/gradients", data=body, headers=JSON)
+    assert not parse.called
+    assert response.status_code == 422
+    problem = response.get_json()
+    assert problem["type"] == "urn:gradient-service:problem:limit-exceeded"
+    message = problem["errors"]["_request"][0]
+    assert message.startswith("parsing the body would hold about 1.1 GiB as Python objects ")
+    assert "(0 numbers, 11,000,001 lists, 1 objects, 1 strings), 4.2x this service's" in message
+    assert "Send arrays as long rows rather than many short lists" in message
+
+
+def test_numbers_in_rows_of_one_under_the_element_limit_are_refused_by_their_lists(client):
+    body = numbers_body(3_000_000)  # 3,000,003 numbers, each in a list of its own: 17 MiB
+    with mock.patch("service.http.body.decode", side_effect=AssertionError("parsed")) as parse:
+        response = client.post("/v1/gradients", data=body, headers=JSON)
+    assert not parse.called
+    assert response.status_code == 422
+    assert "3,000,003 numbers, 3,000,007 lists" in response.get_json()["errors"]["_request"][0]
+
+
+def test_a_large_body_of_long_rows_is_parsed_as_before(client):
+    """The census prices the parse as the arrays' price does: 3 MiB of numbers in rows of
+    1,000 is far under the limit and reaches the schema."""
+    rows = b",".join([b"[" + b",".join([b"0.125"] * 1000) + b"]"] * 600)
+    body = b'{"inputs": [' + rows + b'], "targets": [[1.0]], ' + LAYER + b', "loss": "mse"}'
+    assert len(body) > 3 * 2**20
+    response = client.post("/v1/gradients", data=body, headers=JSON)
+    assert response.status_code == 422  # the weights are (1, 1), the inputs 1,000 wide
+    assert "layers.0.weights" in response.get_json()["errors"]
+
+
 # -- the duplicate-key check's fast path --
 
 

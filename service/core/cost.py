@@ -68,6 +68,12 @@ PARSED_LIST = 96  # a JSON list as a Python list (72 bytes, 80 in pymalloc) and 
 #: 16 bytes a value of at least 2 characters) is alive beside the Python objects it builds
 ORJSON_BODY = 2**20
 ORJSON_TREE = 9
+#: a JSON object as a Python dict (184 bytes with a key or two, measured 192 a dict) and a
+#: JSON string as a Python str (50 bytes and its length, 60 measured for "ab")
+PARSED_OBJECT = 224
+PARSED_STRING = 64
+#: the most parsing can allocate per byte of body: "{}," makes a dict of 3 bytes
+MOST_PARSED_PER_BYTE = PARSE_BODY + ORJSON_TREE + PARSED_OBJECT / 3
 
 Shape = tuple[int, ...]
 
@@ -279,6 +285,21 @@ def parse_part(body: int, shapes: Iterable[Shape]) -> Part:
         int(PARSE_BODY * body) + tree + (PARSED_NUMBER + NUMBER) * numbers + PARSED_LIST * lists,
         'send fewer numbers, or long rows (the binary form {"dtype": "float64", "shape": [...], '
         '"data": "<base64>"} parses to a few bytes a number)',
+    )
+
+
+def text_parse_bytes(body: int, numbers: int, lists: int, objects: int, strings: int) -> int:
+    """What parsing a body of these JSON values holds at its peak, from its text alone (the
+    census of service.http.prescan, before anything is parsed): as ``parse_part``, with the
+    objects and strings that a request's arrays do not account for."""
+    tree = ORJSON_TREE * body if body <= ORJSON_BODY else 0
+    return int(
+        PARSE_BODY * body
+        + tree
+        + (PARSED_NUMBER + NUMBER) * numbers
+        + PARSED_LIST * lists
+        + PARSED_OBJECT * objects
+        + PARSED_STRING * strings
     )
 
 

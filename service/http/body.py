@@ -25,10 +25,12 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMe
 
 from schemas.bounded import quoted
 from service.core import LimitExceeded
+from service.core.cost import MOST_PARSED_PER_BYTE, text_parse_bytes
+from service.core.limits import size_text
 
 from .duplicates import first_duplicate
 from .json import InvalidJSON, decode
-from .prescan import numbers_over
+from .prescan import census, numbers_over
 
 
 def read_json_object(request: Request) -> dict:
@@ -45,6 +47,7 @@ def read_json_object(request: Request) -> dict:
         )
     body = _read_within_limit(request)
     _refuse_too_many_numbers(body)
+    _refuse_costly_parse(body)
     try:
         data = decode(body)
     except InvalidJSON as error:
@@ -114,6 +117,29 @@ def _refuse_too_many_numbers(body: bytes) -> None:
             "parsing. Send fewer numbers: a smaller batch, split over several requests. "
             '(Large arrays also parse far faster in the binary form {"dtype": "float64", '
             '"shape": [...], "data": "<base64>"}; the limit counts their elements too.)',
+        )
+
+
+def _refuse_costly_parse(body: bytes) -> None:
+    """GRADIENT_MAX_REQUEST_BYTES for the parse itself, decided from the text: a body of
+    empty lists or objects is few numbers but many Python objects (11 million "[]" in a
+    31.5 MiB body took a worker to 1.6 GiB before its arrays were ever priced).  A body too
+    short to cost that much, whatever it holds, is not scanned (422 LimitExceeded)."""
+    limit = current_app.config["GRADIENT_LIMITS"].max_request_bytes
+    if len(body) * MOST_PARSED_PER_BYTE <= limit:
+        return
+    found = census(body)
+    cost = text_parse_bytes(len(body), found.numbers, found.lists, found.objects, found.strings)
+    if cost > limit:
+        raise LimitExceeded(
+            "_request",
+            f"parsing the body would hold about {size_text(cost)} as Python objects "
+            f"({found.numbers:,} numbers, {found.lists:,} lists, {found.objects:,} objects, "
+            f"{found.strings:,} strings), {cost / limit:.1f}x this service's limit of "
+            f"{size_text(limit)} (GRADIENT_MAX_REQUEST_BYTES), so it was refused before "
+            "parsing. Send arrays as long rows rather than many short lists, fewer values, or "
+            'large arrays in the binary form {"dtype": "float64", "shape": [...], '
+            '"data": "<base64>"}.',
         )
 
 

@@ -15,15 +15,15 @@ from collections.abc import Callable
 from functools import cache
 
 import numpy as np
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 
 from service.core.exercise_layers import GENERATED_KINDS, LayerSpec
 from service.core.problem import Layer
 
 from .base import StrictSchema
 from .conventions import Convention
-from .fields import Choice, Flag, Whole, json_type, one_of
-from .layers import ACTIVATION_NAMES, LAYER_TYPES
+from .fields import Flag, Whole, one_of
+from .layers import ACTIVATION_NAMES, LAYER_TYPES, type_named
 from .layers.batchnorm import BatchnormLayerSchema
 from .layers.conv2d import Conv2dLayerSchema
 from .layers.dropout import DropoutLayerSchema
@@ -177,13 +177,7 @@ class LayerSpecField(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs) -> LayerSpec:
         if not isinstance(value, dict):
             raise self.make_error("invalid")
-        kind = value.get("type", "dense")
-        if not isinstance(kind, str):
-            raise ValidationError({"type": [f"expected a layer type name, got {json_type(kind)}."]})
-        try:
-            Choice(SPEC_SCHEMAS, "layer type")(kind)
-        except ValidationError as error:
-            raise ValidationError({"type": error.messages}) from None
+        kind = type_named(value, SPEC_SCHEMAS)
         spec = _schema(kind).load(value)
         spec.pop("type", None)
         activation = spec.pop("activation", None) or "identity"

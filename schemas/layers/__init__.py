@@ -57,6 +57,19 @@ def _schema(kind: str) -> Schema:
     return LAYER_TYPES[kind].schema()
 
 
+def type_named(value: dict, types) -> str:
+    """A layer object's ``type`` (absent: dense), one of ``types``, read before any other
+    field so that a misspelt type gets a did-you-mean rather than another type's fields."""
+    kind = value.get("type", "dense")
+    if not isinstance(kind, str):
+        raise ValidationError({"type": [f"expected a layer type name, got {json_type(kind)}."]})
+    try:
+        Choice(types, "layer type")(kind)
+    except ValidationError as error:
+        raise ValidationError({"type": error.messages}) from None
+    return kind
+
+
 class LayerField(fields.Field):
     """One layer object, loaded with the schema its ``type`` names.
 
@@ -69,13 +82,7 @@ class LayerField(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs) -> dict:
         if not isinstance(value, dict):
             raise self.make_error("invalid")
-        kind = value.get("type", "dense")
-        if not isinstance(kind, str):
-            raise ValidationError({"type": [f"expected a layer type name, got {json_type(kind)}."]})
-        try:
-            Choice(LAYER_TYPES, "layer type")(kind)
-        except ValidationError as error:
-            raise ValidationError({"type": error.messages}) from None
+        kind = type_named(value, LAYER_TYPES)
         layer = _schema(kind).load(value)
         layer["type"] = kind
         if layer.get("activation") is None:

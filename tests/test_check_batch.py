@@ -248,8 +248,10 @@ def test_the_whole_batch_is_priced_before_anything_runs(right, monkeypatch):
     import service.grading.grader as grading
 
     monkeypatch.setattr(grading, "forward", lambda *a, **k: pytest.fail("computed"))
-    # one submission's answer fits in 1 MiB; 1,000 of them (about 2 KiB a field) do not
-    app = create_app({"TESTING": True, "GRADIENT_LIMITS": Limits(max_request_bytes=2**20)})
+    # one submission's answer fits in 16 MiB; 1,000 of them (about 2 KiB a field) do not (the
+    # parse of their 0.6 MB body, about 11 MiB, does: under 16 MiB its census refuses it first)
+    limits = Limits(max_request_bytes=16 * 2**20)
+    app = create_app({"TESTING": True, "GRADIENT_LIMITS": limits})
     body = batch_body({f"s{k}": submission(right) for k in range(1000)})
 
     response = app.test_client().post("/v1/check/batch", json=body)

@@ -183,6 +183,18 @@ def test_numbers_in_rows_of_one_under_the_element_limit_are_refused_by_their_lis
     assert "3,000,003 numbers, 3,000,007 lists" in response.get_json()["errors"]["_request"][0]
 
 
+def test_a_body_too_short_to_cost_the_limit_whatever_it_holds_is_not_scanned(client):
+    """Bench's medium request (3.0 MiB of numbers) must not pay for the census: 3 bytes of
+    "{}," are the costliest parse (a dict), and 3.3 MiB of them stay under 256 MiB."""
+    rows = b",".join([b"[" + b",".join([b"0.125"] * 1000) + b"]"] * 520)
+    body = b'{"inputs": [' + rows + b'], "targets": [[1.0]], ' + LAYER + b', "loss": "mse"}'
+    assert 3 * 2**20 > len(body) > 2**20
+    with mock.patch("service.http.body.census", side_effect=AssertionError("scanned")) as scan:
+        response = client.post("/v1/gradients", data=body, headers=JSON)
+    assert not scan.called
+    assert response.status_code == 422  # the weights are (1, 1), the inputs 1,000 wide
+
+
 def test_a_large_body_of_long_rows_is_parsed_as_before(client):
     """The census prices the parse as the arrays' price does: 3 MiB of numbers in rows of
     1,000 is far under the limit and reaches the schema."""

@@ -72,8 +72,14 @@ ORJSON_TREE = 9
 #: JSON string as a Python str (50 bytes and its length, 60 measured for "ab")
 PARSED_OBJECT = 224
 PARSED_STRING = 64
-#: the most parsing can allocate per byte of body: "{}," makes a dict of 3 bytes
-MOST_PARSED_PER_BYTE = PARSE_BODY + ORJSON_TREE + PARSED_OBJECT / 3
+
+
+def most_parse_bytes(body: int) -> int:
+    """The most parsing a body of this size can hold, whatever it says: "{}," makes a dict of
+    3 bytes (and orjson's tree is beside a body up to ORJSON_BODY)."""
+    tree = ORJSON_TREE * body if body <= ORJSON_BODY else 0
+    return int((PARSE_BODY + PARSED_OBJECT / 3) * body) + tree
+
 
 Shape = tuple[int, ...]
 

@@ -25,7 +25,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMe
 
 from schemas.bounded import quoted
 from service.core import LimitExceeded
-from service.core.cost import MOST_PARSED_PER_BYTE, text_parse_bytes
+from service.core.cost import most_parse_bytes, text_parse_bytes
 from service.core.limits import size_text
 
 from .duplicates import first_duplicate
@@ -126,7 +126,7 @@ def _refuse_costly_parse(body: bytes) -> None:
     31.5 MiB body took a worker to 1.6 GiB before its arrays were ever priced).  A body too
     short to cost that much, whatever it holds, is not scanned (422 LimitExceeded)."""
     limit = current_app.config["GRADIENT_LIMITS"].max_request_bytes
-    if len(body) * MOST_PARSED_PER_BYTE <= limit:
+    if most_parse_bytes(len(body)) <= limit:
         return
     found = census(body)
     cost = text_parse_bytes(len(body), found.numbers, found.lists, found.objects, found.strings)

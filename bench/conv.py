@@ -161,16 +161,9 @@ def run(report) -> None:
 
 
 def main() -> int:
-    from service.operations.allocator import keep_freed_memory
+    from .report import run_section
 
-    from .report import Report
-
-    keep_freed_memory()  # as bench.run and every gunicorn worker
-    report = Report()
-    report.section(SECTION)
-    run(report)
-    print(f"\n{len(report.misses)} target(s) missed: {', '.join(report.misses) or 'none'}")
-    return 1 if report.misses else 0
+    return run_section(SECTION, run)
 
 
 if __name__ == "__main__":

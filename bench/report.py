@@ -35,3 +35,16 @@ class Report:
     def _print(self, line: str) -> None:
         self.rows.append(line)
         print(line, flush=True)
+
+
+def run_section(section: str, run) -> int:
+    """One section of ``make bench`` run alone (``python -m bench.<module>``), with the
+    allocator setting bench.run and every gunicorn worker use; 1 when a target is missed."""
+    from service.operations.allocator import keep_freed_memory
+
+    keep_freed_memory()
+    report = Report()
+    report.section(section)
+    run(report)
+    print(f"\n{len(report.misses)} target(s) missed: {', '.join(report.misses) or 'none'}")
+    return 1 if report.misses else 0

@@ -177,12 +177,12 @@ def _kind_plan(problem: Problem) -> list[Planned]:
 
 
 def _flat_inputs(problem: Problem) -> list[bool]:
-    """Whether each layer's input is (batch, n) rows: images stay images until a flatten."""
-    flat, ndim = [], problem.inputs.ndim
+    """Whether each layer's input is (batch, n) rows, each kind saying what it answers for
+    the samples it takes (Layer.sample_out: an image stays one until a flatten)."""
+    flat, sample = [], problem.inputs.shape[1:]
     for layer in problem.layers:
-        flat.append(ndim == 2)
-        if layer.kind == "flatten":
-            ndim = 2
+        flat.append(len(sample) == 1)
+        sample = layer.sample_out(sample)
     return flat
 
 
